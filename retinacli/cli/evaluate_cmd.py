@@ -1,0 +1,49 @@
+"""`retina evaluate ...`: score models against ground truth."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from retinacli.cli.defaults import default_model_dir
+
+app = typer.Typer(help="Evaluate models against ground truth.", no_args_is_help=True)
+
+
+@app.command("vessels")
+def evaluate_vessels_cmd(
+    data: List[str] = typer.Option(..., "--data", "-d", help="Dataset spec KIND:PATH[:SPLIT] (see `retina train "
+                                                             "vessels --help`), repeatable; e.g. drive:DRIVE:test."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m",
+                                              help="[NAME=]PATH of a model folder or checkpoint, repeatable "
+                                                   "(e.g. stage1=run1/model.pt stage2=run2/model.pt). "
+                                                   "Default: the shipped engines/vessels."),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
+    threshold: Optional[float] = typer.Option(None, help="Override the models' default thresholds."),
+    out_csv: Optional[Path] = typer.Option(None, "--out-csv", help="Write per-image rows here (and the pooled "
+                                                                   "rows to <name>_overall.csv)."),
+) -> None:
+    """AUC, ACC, SE, SP, F1 (Dice), IoU inside the FOV against the first observer, per image and pooled."""
+    from retinacli.evaluate.vessels import evaluate_vessels, format_table
+    from retinacli.io.write import write_text_atomic
+    from retinacli.train.datasets import DatasetLayoutError, read_spec
+
+    models = {}
+    for m in model or [str(default_model_dir("vessels"))]:
+        name, sep, path = m.partition("=")
+        if not sep:
+            name, path = Path(m).stem if Path(m).suffix else Path(m).name, m
+        models[name] = Path(path)
+    try:
+        datasets = {spec: read_spec(spec) for spec in data}
+        result = evaluate_vessels(datasets, models, backend, threshold)
+    except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(format_table(result.overall))
+    if out_csv:
+        write_text_atomic(out_csv, result.per_image.to_csv(index=False))
+        overall = out_csv.with_name(out_csv.stem + "_overall.csv")
+        write_text_atomic(overall, result.overall.to_csv(index=False))
+        typer.echo(f"per-image: {out_csv}\npooled: {overall}")

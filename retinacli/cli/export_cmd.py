@@ -1,0 +1,38 @@
+"""`retina export-onnx`: checkpoint -> shipped model folder, with the mandatory parity check."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def export_onnx(
+    checkpoint: Path = typer.Argument(..., help="A retina checkpoint (.pt) from `retina train`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.onnx, model.pt, metadata.json)."),
+    parity_images: Optional[List[Path]] = typer.Option(None, "--parity-images",
+                                                       help="Images or folders for the torch-vs-ONNX Runtime parity "
+                                                            "check (two noise canvases are always added)."),
+    tolerance: float = typer.Option(1e-4, help="Maximum |probability difference| allowed."),
+    name: str = typer.Option("vessels", help="Model name written to metadata.json."),
+) -> None:
+    """Export to ONNX (fixed H x W, dynamic batch, normalisation inside the graph), then check parity.
+
+    A failed parity check fails the command and leaves the folder's existing model untouched.
+    """
+    from retinacli.export.artefact_writer import export_model_folder
+    from retinacli.export.onnx_export import ParityError
+    from retinacli.io.discover import discover_inputs
+
+    images = [it.path for it in discover_inputs(list(parity_images))] if parity_images else []
+    try:
+        meta = export_model_folder(checkpoint, out, images, tolerance, name)
+    except ParityError as exc:
+        typer.secho(f"parity check failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    p = meta["parity"]
+    typer.echo(f"wrote {out}/model.onnx ({meta['parameters']} parameters); parity on {p['images']} images: "
+               f"max |diff| {p['max_abs_diff']:.2e} <= {p['tolerance']:g}")

@@ -1,0 +1,53 @@
+"""`retina process`: the nightly batch command."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from retinacli.cli.defaults import default_model_dir
+
+
+def process(
+    inputs: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; nothing is written anywhere else."),
+    model: Path = typer.Option(None, "--model", help="Model folder (model.onnx + metadata.json) or checkpoint .pt. "
+                                                     "Default: the shipped engines/vessels."),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
+    batch_size: int = typer.Option(4, help="Images per inference batch."),
+    threads: int = typer.Option(0, help="Inference threads (0: runtime default)."),
+    workers: int = typer.Option(2, help="Decode and write worker threads."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities",
+                                            help="Also write each vessel probability map (8-bit PNG)."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write an overlay image per input."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Skip inputs already done in this --out with the same file and model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Vessel masks, overlays, report.csv and run_summary.json for every input image.
+
+    Exit codes: 0 all images processed; 3 some inputs failed (see report.csv); 4 no inputs found;
+    2 bad arguments or unusable model.
+    """
+    from retinacli.pipeline.config import ProcessConfig
+    from retinacli.pipeline.run import EXIT_NO_INPUTS, process_inputs
+    from retinacli.runtime.base import BackendUnavailable
+
+    cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
+                        backend=backend, batch_size=batch_size, threads=threads, workers=workers,
+                        save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
+    try:
+        result = process_inputs(cfg)
+    except (FileNotFoundError, BackendUnavailable, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    if result.ignored:
+        names = ", ".join(p.name for p in result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else "")
+        typer.secho(f"note: {len(result.ignored)} file(s) without an image extension ignored: {names}", err=True)
+    if result.exit_code == EXIT_NO_INPUTS:
+        typer.secho("error: no image files found in the inputs", fg="red", err=True)
+        raise typer.Exit(result.exit_code)
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    typer.echo(f"{counts}\nreport: {result.report_path}\nsummary: {result.summary_path}")
+    raise typer.Exit(result.exit_code)

@@ -1,0 +1,84 @@
+"""`retina train ...`: train the vessel models."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Train models on labelled data.", no_args_is_help=True)
+
+DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable. KIND: drive (split training|test), chase "
+             "(train|test|all; first 20 images train), hrf (HRF-AV layout, training|test; vessel = label > 0), "
+             "folder (images/ + masks/ [+ fov/]).")
+
+
+def _run(cfg) -> None:
+    from retinacli.train.datasets import DatasetLayoutError
+    from retinacli.train.loop import train_vessels
+
+    try:
+        final = train_vessels(cfg)
+    except (DatasetLayoutError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"final checkpoint: {final}")
+
+
+@app.command("vessels")
+def train_vessels_cmd(
+    data: List[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run folder (checkpoints, config.json, metrics.csv)."),
+    epochs: int = typer.Option(15, help="Epochs."),
+    steps_per_epoch: int = typer.Option(200, help="Optimiser steps per epoch."),
+    batch_size: int = typer.Option(8, help="Patches per step."),
+    patch_px: int = typer.Option(256, help="Patch side in model pixels."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    channels: str = typer.Option("8,16,32,64", help="U-Net channels per level, comma separated."),
+    canvas_px: int = typer.Option(672, help="Model canvas side (pixels)."),
+    fov_diameter_px: int = typer.Option(640, help="FOV diameter on the canvas (pixels): the scale normalisation."),
+    val_every: int = typer.Option(10, help="Every n-th image of each dataset is held out for validation (0: none)."),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+    init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
+) -> None:
+    """Stage 1: train the compact vessel U-Net."""
+    from retinacli.train.config import TrainConfig
+
+    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet", channels=tuple(int(c) for c in channels.split(",")),
+                     canvas_px=canvas_px, fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     batch_size=batch_size, patch_px=patch_px, lr=lr, val_every=val_every, seed=seed, threads=threads,
+                     init_from=init_from, resume=resume))
+
+
+@app.command("refine")
+def train_refine_cmd(
+    stage1: Path = typer.Option(..., "--stage1", help="Stage-1 checkpoint (model.pt of `retina train vessels`)."),
+    data: List[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run folder."),
+    epochs: int = typer.Option(6),
+    steps_per_epoch: int = typer.Option(200),
+    batch_size: int = typer.Option(8),
+    patch_px: int = typer.Option(256),
+    lr: float = typer.Option(5e-4, help="Peak learning rate (the trunk is fine-tuned)."),
+    attention_weight: float = typer.Option(1.0, help="Weight of the error-attention MSE loss L_EA."),
+    val_every: int = typer.Option(10),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(2),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Stage 2 (ERA-Net): error-attention refinement, initialised from a stage-1 checkpoint.
+
+    Computes the stage-1 error maps (ground truth vessel missed by stage 1) on the training images itself.
+    """
+    from retinacli.train.checkpoint import load_checkpoint
+    from retinacli.train.config import TrainConfig
+
+    ck = load_checkpoint(stage1)
+    pre = ck["preprocess"]
+    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined",
+                     channels=tuple(ck["model"]["kwargs"]["channels"]), canvas_px=pre["canvas_px"],
+                     fov_diameter_px=pre["fov_diameter_px"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
+                     val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))

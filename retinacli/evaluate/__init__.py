@@ -1,0 +1,1 @@
+"""Evaluation of models against ground truth (library side of `retina evaluate`)."""

@@ -1,0 +1,1 @@
+"""Converters (torch -> ONNX; later ONNX -> TensorRT) and their mandatory parity checks."""

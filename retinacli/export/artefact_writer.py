@@ -1,0 +1,82 @@
+"""Build a shipped model folder: model.onnx + model.pt + metadata.json (self-describing)."""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from retinacli import __version__
+from retinacli.export.onnx_export import parity_check, torch_to_onnx
+from retinacli.io.decode import decode_image
+from retinacli.preprocess.normalise import ScaleSpec, prepare
+from retinacli.runtime.artefact import METADATA_FORMAT, sha256_file
+
+
+def parity_canvases(images: list[Path], canvas_px: int, fov_diameter_px: int, seed: int = 0) -> np.ndarray:
+    """Canvases uint8 [N, 3, S, S] for the parity check: the given images prepared as in `retina process`,
+    plus two random-noise canvases (so the check never runs on nothing)."""
+    spec = ScaleSpec(canvas_px, fov_diameter_px)
+    out = [prepare(decode_image(p), spec).canvas.transpose(2, 0, 1) for p in images]
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:canvas_px, :canvas_px]
+    disc = (yy - canvas_px / 2) ** 2 + (xx - canvas_px / 2) ** 2 < (fov_diameter_px / 2) ** 2
+    for _ in range(2):
+        noise = rng.integers(1, 256, size=(3, canvas_px, canvas_px), dtype=np.uint8) * disc
+        out.append(noise.astype(np.uint8))
+    return np.stack(out)
+
+
+def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
+                        name: str = "vessels", extra_metadata: dict | None = None) -> dict:
+    """checkpoint -> out_dir/{model.onnx, model.pt, metadata.json}. The parity check is mandatory: on failure
+    nothing in out_dir is replaced. Returns the metadata written."""
+    import torch
+
+    from retinacli.models.registry import count_parameters
+    from retinacli.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    pre = ck["preprocess"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged_onnx = out_dir / "model.staged.onnx"
+    torch_to_onnx(checkpoint, staged_onnx)
+    try:
+        canv = parity_canvases(parity_images, int(pre["canvas_px"]), int(pre["fov_diameter_px"]))
+        parity = parity_check(checkpoint, staged_onnx, canv, tolerance)
+    except Exception:
+        staged_onnx.unlink(missing_ok=True)
+        raise
+    slim = {k: v for k, v in ck.items() if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
+    tmp_pt = out_dir / "model.pt.tmp"
+    torch.save(slim, tmp_pt)
+    staged_onnx.replace(out_dir / "model.onnx")
+    tmp_pt.replace(out_dir / "model.pt")
+    model = model_from_checkpoint(ck)
+    meta = {
+        "format": METADATA_FORMAT,
+        "name": name,
+        "task": ck.get("task", "vessels"),
+        "retina_version": __version__,
+        "exported_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": ck["model"],
+        "parameters": count_parameters(model),
+        "input": {"name": "image", "dtype": "uint8", "layout": "NCHW", "channels": "RGB",
+                  "height": int(pre["canvas_px"]), "width": int(pre["canvas_px"]), "batch": "dynamic",
+                  "note": "FOV-centred canvas, FOV diameter fov_diameter_px, black outside the FOV"},
+        "output": {"name": "prob", "dtype": "float32", "shape": "[N, 1, H, W]", "meaning": "vessel probability"},
+        "preprocess": {**pre, "in_graph": "float cast, per-image per-channel standardisation over FOV pixels"},
+        "threshold": float(ck["threshold"]),
+        "training": {k: ck["provenance"].get(k) for k in ("data", "train_ids", "val_ids", "epoch", "step", "stage1")},
+        "validation_metrics": ck.get("metrics", {}),
+        "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", **parity},
+        "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt")},
+        **(extra_metadata or {}),
+    }
+    tmp = out_dir / "metadata.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(out_dir / "metadata.json")
+    return meta

@@ -1,0 +1,67 @@
+"""torch checkpoint -> ONNX graph with the input normalisation inside (uint8 in, probability out).
+
+Graph: input ``image`` uint8 [N, 3, H, W] (RGB, black outside the FOV; N dynamic, H = W = canvas_px fixed),
+output ``prob`` float32 [N, 1, H, W] (vessel probability).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+OPSET = 17
+
+
+def torch_to_onnx(checkpoint: Path, onnx_path: Path) -> Path:
+    """Export a retina checkpoint to ``onnx_path`` (written atomically). Returns the path."""
+    import torch
+
+    from retinacli.models.normalise import ProbabilityGraph
+    from retinacli.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    side = int(ck["preprocess"]["canvas_px"])
+    graph = ProbabilityGraph(model_from_checkpoint(ck)).eval()
+    dummy = torch.zeros(2, 3, side, side, dtype=torch.uint8)
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = onnx_path.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (dummy,), str(tmp), input_names=["image"], output_names=["prob"],
+                          dynamic_axes={"image": {0: "batch"}, "prob": {0: "batch"}}, opset_version=OPSET,
+                          dynamo=False, do_constant_folding=True)
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(tmp)))
+    tmp.replace(onnx_path)
+    return onnx_path
+
+
+class ParityError(RuntimeError):
+    """The exported graph's outputs differ from the reference by more than the tolerance."""
+
+
+def parity_check(checkpoint: Path, onnx_path: Path, canvases: np.ndarray, tolerance: float = 1e-4,
+                 batch_size: int = 4) -> dict:
+    """Run torch and ONNX Runtime (CPU, FP32) on ``canvases`` uint8 [N, 3, H, W]; compare probabilities.
+
+    Returns {"images", "max_abs_diff", "mean_abs_diff", "tolerance", "passed"}; raises ParityError on failure.
+    """
+    from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from retinacli.runtime.torch_backend import TorchBackend
+
+    ref, test = TorchBackend(checkpoint), OnnxRuntimeBackend(onnx_path)
+    max_d, sum_d, n_px = 0.0, 0.0, 0
+    for i in range(0, len(canvases), batch_size):
+        b = canvases[i:i + batch_size]
+        d = np.abs(ref.run(b) - test.run(b))
+        max_d = max(max_d, float(d.max()))
+        sum_d += float(d.sum())
+        n_px += d.size
+    result = {"images": int(len(canvases)), "max_abs_diff": max_d, "mean_abs_diff": sum_d / max(n_px, 1),
+              "tolerance": tolerance, "passed": bool(max_d <= tolerance)}
+    if not result["passed"]:
+        raise ParityError(f"ONNX Runtime vs torch: max |prob difference| {max_d:.3g} > tolerance {tolerance:g}")
+    return result

@@ -1,0 +1,1 @@
+"""Input discovery, robust decoding and atomic output writing."""

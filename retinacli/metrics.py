@@ -1,0 +1,111 @@
+"""Segmentation metrics shared by training and evaluation. Pure functions on numpy arrays.
+
+Probabilities are float arrays in [0, 1]; labels and masks are boolean arrays of the same shape.
+AUC and AUPR use a 65,536-bin histogram of the probabilities (exact for the quantised scores; the
+quantisation step 1.5e-5 changes AUC by far less than 1e-4) so that many megapixels pool cheaply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+N_BINS = 65536
+
+
+def _bins(prob: np.ndarray) -> np.ndarray:
+    return np.clip((np.asarray(prob, dtype=np.float64) * (N_BINS - 1)).round(), 0, N_BINS - 1).astype(np.int64)
+
+
+@dataclass
+class ScoreHistogram:
+    """Positive/negative counts per probability bin; add() images one by one, then read pooled metrics."""
+
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS, np.int64))
+    neg: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS, np.int64))
+
+    def add(self, prob: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None) -> None:
+        prob = np.asarray(prob)
+        label = np.asarray(label, dtype=bool)
+        if mask is not None:
+            prob, label = prob[mask], label[mask]
+        b = _bins(prob.ravel())
+        lab = label.ravel()
+        self.pos += np.bincount(b[lab], minlength=N_BINS)
+        self.neg += np.bincount(b[~lab], minlength=N_BINS)
+
+    def auc(self) -> float:
+        """Area under the ROC curve (ties count one half)."""
+        n_pos, n_neg = self.pos.sum(), self.neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        neg_below = np.cumsum(self.neg) - self.neg  # negatives with a strictly lower score
+        wins = (self.pos * neg_below).sum() + 0.5 * (self.pos * self.neg).sum()
+        return float(wins / (n_pos * n_neg))
+
+    def aupr(self) -> float:
+        """Area under the precision-recall curve (average precision, step-wise from high to low scores)."""
+        n_pos = self.pos.sum()
+        if n_pos == 0:
+            return float("nan")
+        tp = np.cumsum(self.pos[::-1])
+        fp = np.cumsum(self.neg[::-1])
+        keep = (self.pos[::-1] + self.neg[::-1]) > 0
+        tp, fp = tp[keep], fp[keep]
+        precision = tp / np.maximum(tp + fp, 1)
+        recall = tp / n_pos
+        d_recall = np.diff(np.concatenate([[0.0], recall]))
+        return float((precision * d_recall).sum())
+
+    def best_threshold(self) -> tuple[float, float]:
+        """(threshold, F1) maximising F1 when predicting prob >= threshold."""
+        tp = np.cumsum(self.pos[::-1])[::-1]  # predicted positive at threshold bin i: bins >= i
+        fp = np.cumsum(self.neg[::-1])[::-1]
+        fn = self.pos.sum() - tp
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        i = int(np.argmax(f1))
+        return i / (N_BINS - 1), float(f1[i])
+
+
+@dataclass
+class Confusion:
+    """Pixel confusion counts at one threshold."""
+
+    tp: int = 0
+    fp: int = 0
+    tn: int = 0
+    fn: int = 0
+
+    def add(self, pred: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None) -> None:
+        pred = np.asarray(pred, dtype=bool)
+        label = np.asarray(label, dtype=bool)
+        if mask is not None:
+            pred, label = pred[mask], label[mask]
+        self.tp += int(np.count_nonzero(pred & label))
+        self.fp += int(np.count_nonzero(pred & ~label))
+        self.fn += int(np.count_nonzero(~pred & label))
+        self.tn += int(np.count_nonzero(~pred & ~label))
+
+    def metrics(self) -> dict[str, float]:
+        """ACC, SE (sensitivity/recall), SP (specificity), F1 (= Dice), IoU; NaN where undefined."""
+        tp, fp, tn, fn = self.tp, self.fp, self.tn, self.fn
+
+        def div(a: float, b: float) -> float:
+            return float(a / b) if b else float("nan")
+
+        return {
+            "ACC": div(tp + tn, tp + tn + fp + fn),
+            "SE": div(tp, tp + fn),
+            "SP": div(tn, tn + fp),
+            "F1": div(2 * tp, 2 * tp + fp + fn),
+            "IoU": div(tp, tp + fp + fn),
+        }
+
+
+def segmentation_metrics(prob: np.ndarray, label: np.ndarray, mask: np.ndarray | None, threshold: float) -> dict[str, float]:
+    """AUC, ACC, SE, SP, F1 (Dice), IoU for one image (or one pooled set) inside ``mask``."""
+    hist = ScoreHistogram()
+    hist.add(prob, label, mask)
+    conf = Confusion()
+    conf.add(np.asarray(prob) >= threshold, label, mask)
+    return {"AUC": hist.auc(), **conf.metrics()}

@@ -1,0 +1,1 @@
+"""Torch models and their explicit registry. Importing this package imports torch."""

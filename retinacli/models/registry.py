@@ -1,0 +1,21 @@
+"""Explicit model registry: name -> nn.Module class. ``create_model(name, **kwargs)`` builds one."""
+from __future__ import annotations
+
+from torch import nn
+
+from retinacli.models.unet import RefinedVesselUNet, VesselUNet
+
+MODELS: dict[str, type[nn.Module]] = {
+    "vessel_unet": VesselUNet,
+    "vessel_unet_refined": RefinedVesselUNet,
+}
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

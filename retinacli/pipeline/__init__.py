@@ -1,0 +1,1 @@
+"""The batch run: inputs -> decode workers -> batched inference -> post-process/write workers -> ledger -> reports."""

@@ -1,0 +1,152 @@
+"""`retina process`: every input gets exactly one row; a bad file never stops the batch; a killed run resumes.
+
+Flow: discover -> decode/prepare in worker threads (bounded prefetch) -> batched inference on the calling
+thread -> post-process + atomic writes in worker threads -> ledger row per input -> report.csv + summary.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from retinacli.io.discover import InputItem, discover
+from retinacli.io.write import confined_path
+from retinacli.pipeline.config import ProcessConfig
+from retinacli.pipeline.item import ROW_FIELDS, Loaded, finish_item, load_item
+from retinacli.pipeline.ledger import Ledger
+from retinacli.preprocess.normalise import ScaleSpec
+from retinacli.report.csv_report import write_report_csv
+from retinacli.report.summary import build_summary, write_summary
+from retinacli.runtime.artefact import create_backend, read_model_info
+
+EXIT_OK = 0             # every image input processed
+EXIT_SOME_FAILED = 3    # the run finished, but one or more inputs failed (see report.csv 'reason')
+EXIT_NO_INPUTS = 4      # no image files were found in the inputs
+LEDGER_NAME = ".retina/ledger.sqlite"
+REPORT_NAME = "report.csv"
+SUMMARY_NAME = "run_summary.json"
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    counts: dict
+    report_path: Path
+    summary_path: Path
+    ignored: list[Path]  # files without an image extension (listed in the summary, never silently dropped)
+
+
+def _utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _file_key(path: Path) -> tuple[int | None, int | None]:
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return None, None
+
+
+def process_inputs(cfg: ProcessConfig) -> RunResult:
+    """Run the batch described by ``cfg``. Raises FileNotFoundError / BackendUnavailable before any work
+    when the inputs or the model are unusable; per-input problems only ever become rows."""
+    started, t_start = _utc(), time.perf_counter()
+    out_dir = Path(cfg.out_dir).resolve()
+    images, others = discover(cfg.inputs, exclude=out_dir)
+    info = read_model_info(cfg.model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_path, summary_path = confined_path(out_dir, REPORT_NAME), confined_path(out_dir, SUMMARY_NAME)
+    if not images:
+        write_report_csv([], ROW_FIELDS, report_path)
+        return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
+    backend = create_backend(info, cfg.backend, cfg.threads)
+    spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
+    ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
+    order = [it.image_id for it in images]
+    keys = {}
+    todo: list[InputItem] = []
+    for it in images:
+        keys[it.image_id] = _file_key(it.path)
+        done = ledger.done_row(it.image_id, *keys[it.image_id], info.sha256) if cfg.resume else None
+        if done and all(confined_path(out_dir, o).exists() for o in str(done.get("outputs", "")).split(";") if o):
+            continue
+        todo.append(it)
+    interrupted = False
+    bar = tqdm(total=len(todo), desc="retina process", unit="img", disable=not cfg.progress)
+    pending_writes: deque[Future] = deque()
+
+    def record(row: dict) -> None:
+        ledger.record(row["image_id"], row["path"], *keys.get(row["image_id"], (None, None)), info.sha256, row)
+        bar.update(1)
+
+    def drain(limit: int) -> None:
+        while len(pending_writes) > limit or (pending_writes and pending_writes[0].done()):
+            record(pending_writes.popleft().result())
+
+    try:
+        with ThreadPoolExecutor(max(1, cfg.workers), thread_name_prefix="decode") as decoders, \
+                ThreadPoolExecutor(max(1, cfg.workers), thread_name_prefix="write") as writers:
+            loads: deque[Future] = deque()
+            queue = iter(todo)
+            prefetch = max(2, 2 * cfg.batch_size)
+
+            def refill() -> None:
+                while len(loads) < prefetch:
+                    it = next(queue, None)
+                    if it is None:
+                        return
+                    loads.append(decoders.submit(load_item, it, spec))
+
+            refill()
+            while loads:
+                batch: list[Loaded] = []
+                while loads and len(batch) < cfg.batch_size:
+                    loaded = loads.popleft().result()
+                    refill()
+                    if loaded.prepared is None:
+                        record(loaded.row)
+                    else:
+                        batch.append(loaded)
+                if not batch:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    probs = backend.run(np.stack([b.prepared.canvas.transpose(2, 0, 1) for b in batch]))
+                except Exception as exc:
+                    for b in batch:
+                        row = dict(b.row)
+                        row.update(status="failed", reason=f"inference_error: {type(exc).__name__}: {exc}")
+                        record(row)
+                    continue
+                per_image_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+                for b, p in zip(batch, probs):
+                    pending_writes.append(writers.submit(finish_item, b, p[0], info.threshold, out_dir, per_image_ms,
+                                                         cfg.save_probabilities, cfg.overlay))
+                drain(limit=2 * cfg.batch_size)
+            drain(limit=0)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        bar.close()
+        rows = ledger.rows(order)
+        ledger.close()
+        write_report_csv(rows, ROW_FIELDS, report_path)
+        model = {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
+                 "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px}
+        summary = build_summary(rows, model, backend.name, started, _utc(), time.perf_counter() - t_start,
+                                interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
+                                              "processed_this_run": len(todo),
+                                              "ignored_non_image_files": [str(it.path) for it in others]})
+        write_summary(summary, summary_path)
+        backend.close()
+    counts = summary["counts"]
+    code = EXIT_SOME_FAILED if counts.get("failed", 0) else EXIT_OK
+    return RunResult(code, counts, report_path, summary_path, [it.path for it in others])

@@ -1,0 +1,1 @@
+"""Pure functions on arrays: thresholds, masks, densities (and later graphs, lesions, biomarkers)."""

@@ -1,0 +1,99 @@
+"""Scale normalisation by FOV diameter: a similarity transform (scale + shift) and its exact inverse.
+
+The model sees a square canvas of ``canvas_px`` pixels in which the FOV circle has diameter
+``fov_diameter_px``; everything outside the FOV is black. Outputs are mapped back to the input's own
+pixel grid with the inverse transform.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from retinacli.preprocess.fov import FovCircle, estimate_fov_mask, fov_circle
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """Model-space geometry: canvas side and FOV diameter, in model pixels."""
+
+    canvas_px: int = 672
+    fov_diameter_px: int = 640
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Input pixel (x, y) -> model pixel (x * scale + tx, y * scale + ty). Input size kept for the inverse."""
+
+    scale: float
+    tx: float
+    ty: float
+    input_h: int
+    input_w: int
+    canvas_px: int
+
+    def matrix(self) -> np.ndarray:
+        return np.array([[self.scale, 0.0, self.tx], [0.0, self.scale, self.ty]], dtype=np.float64)
+
+    def inverse_matrix(self) -> np.ndarray:
+        s = 1.0 / self.scale
+        return np.array([[s, 0.0, -self.tx * s], [0.0, s, -self.ty * s]], dtype=np.float64)
+
+
+@dataclass
+class Prepared:
+    """One image ready for the model: canvas uint8 [S, S, 3] (outside FOV = 0), FOV on canvas, the transform."""
+
+    canvas: np.ndarray
+    canvas_fov: np.ndarray
+    fov_mask: np.ndarray  # input resolution, bool [H, W]
+    circle: FovCircle
+    transform: Transform
+
+
+def make_transform(circle: FovCircle, h: int, w: int, spec: ScaleSpec) -> Transform:
+    """Transform putting the FOV circle's centre at the canvas centre with diameter spec.fov_diameter_px."""
+    scale = spec.fov_diameter_px / max(circle.diameter_px, 1.0)
+    centre = spec.canvas_px / 2.0
+    # pixel centres: input pixel centre (x + 0.5) maps to canvas pixel centre
+    tx = centre - (circle.cx) * scale - 0.5 + 0.5 * scale
+    ty = centre - (circle.cy) * scale - 0.5 + 0.5 * scale
+    return Transform(scale, tx, ty, h, w, spec.canvas_px)
+
+
+def to_canvas(image: np.ndarray, t: Transform, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Warp an input-resolution array [H, W(, C)] onto the model canvas [S, S(, C)], zeros outside.
+
+    Down-scaling uses area interpolation for images (anti-aliasing).
+    """
+    if interpolation == cv2.INTER_LINEAR and t.scale < 1.0:
+        # cv2.warpAffine has no area mode: pre-shrink with an area resize, then warp the remainder
+        h, w = image.shape[:2]
+        nw, nh = max(1, round(w * t.scale)), max(1, round(h * t.scale))
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        sx, sy = nw / w, nh / h
+        # canvas = T(input) and small = R(input), so canvas = T(R^-1(small)) (pixel-centre convention)
+        m = t.matrix() @ np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+        return cv2.warpAffine(small, m, (t.canvas_px, t.canvas_px), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(image, t.matrix(), (t.canvas_px, t.canvas_px), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def from_canvas(canvas_array: np.ndarray, t: Transform, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Map a canvas array [S, S] (e.g. probabilities, float32) back to the input grid [H, W]."""
+    return cv2.warpAffine(canvas_array, t.inverse_matrix(), (t.input_w, t.input_h), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def prepare(rgb: np.ndarray, spec: ScaleSpec, fov_mask: np.ndarray | None = None) -> Prepared:
+    """RGB uint8 [H, W, 3] -> Prepared canvas. ``fov_mask`` (bool [H, W]) overrides the estimate."""
+    h, w = rgb.shape[:2]
+    mask = estimate_fov_mask(rgb) if fov_mask is None else fov_mask.astype(bool)
+    circle = fov_circle(mask)
+    t = make_transform(circle, h, w, spec)
+    canvas = to_canvas(rgb, t)
+    canvas_fov = to_canvas(mask.astype(np.uint8) * 255, t) > 127
+    canvas[~canvas_fov] = 0
+    return Prepared(canvas, canvas_fov, mask, circle, t)

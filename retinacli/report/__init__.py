@@ -1,0 +1,1 @@
+"""Rows -> CSV, run summary JSON, overlays for human review."""

@@ -1,0 +1,1 @@
+"""Backends that run an exported model: one interface, one small file per runtime."""

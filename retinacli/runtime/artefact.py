@@ -1,0 +1,86 @@
+"""Model artefacts that describe themselves, and the choice of backend from an artefact.
+
+An artefact is a folder ``engines/<model>/`` with ``model.onnx`` + ``metadata.json`` (the shipped form),
+or a training checkpoint ``*.pt`` (self-describing too). ``load_model(path, backend)`` returns the
+metadata and a ready Backend.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from retinacli.runtime.base import Backend, BackendUnavailable
+
+METADATA_FORMAT = "retina-model/1"
+BACKENDS = ("auto", "onnxruntime", "torch")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the pipeline needs to know about a model, read from its artefact."""
+
+    name: str
+    path: Path            # the file actually run (model.onnx or *.pt)
+    canvas_px: int
+    fov_diameter_px: int
+    threshold: float
+    sha256: str
+    metadata: dict
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    """Read an artefact folder (or its model.onnx) or a checkpoint .pt -> ModelInfo. Raises FileNotFoundError/ValueError."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        from retinacli.train.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(path)
+        meta = {k: v for k, v in ck.items() if k not in ("state_dict", "optimizer", "rng", "torch_rng")}
+        return ModelInfo(ck["model"]["name"], path, int(ck["preprocess"]["canvas_px"]),
+                         int(ck["preprocess"]["fov_diameter_px"]), float(ck["threshold"]), sha256_file(path), meta)
+    folder = path.parent if path.suffix == ".onnx" else path
+    meta_path = folder / "metadata.json"
+    onnx_path = path if path.suffix == ".onnx" else folder / "model.onnx"
+    if not meta_path.exists() or not onnx_path.exists():
+        raise FileNotFoundError(f"{folder} is not a model folder: it needs model.onnx and metadata.json")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != METADATA_FORMAT:
+        raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r} (expected {METADATA_FORMAT})")
+    pre = meta["preprocess"]
+    return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
+                     float(meta["threshold"]), sha256_file(onnx_path), meta)
+
+
+def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0) -> Backend:
+    """Pick the runtime for an artefact: .onnx -> ONNX Runtime, .pt -> torch (``auto``), or as asked."""
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    is_onnx = info.path.suffix == ".onnx"
+    if backend == "auto":
+        backend = "onnxruntime" if is_onnx else "torch"
+    if backend == "onnxruntime":
+        if not is_onnx:
+            raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
+        from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(info.path, threads=threads)
+    if is_onnx:
+        ck = info.path.parent / "model.pt"
+        if not ck.exists():
+            raise BackendUnavailable(f"the torch backend needs a checkpoint; {ck} does not exist")
+        from retinacli.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(ck, threads=threads)
+    from retinacli.runtime.torch_backend import TorchBackend
+
+    return TorchBackend(info.path, threads=threads)

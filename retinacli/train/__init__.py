@@ -1,0 +1,1 @@
+"""Training: dataset readers, augmentation, losses, the loop and self-describing checkpoints."""

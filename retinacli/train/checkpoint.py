@@ -1,0 +1,59 @@
+"""Self-describing checkpoints: loading needs only the path.
+
+A checkpoint dict holds: format, retina_version, task, model {name, kwargs}, preprocess {canvas_px,
+fov_diameter_px, normalisation, input}, threshold, state_dict, provenance (data, config, step) and
+metrics; resumable ones (``last.pt``) add optimizer / scheduler / RNG state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from retinacli import __version__
+from retinacli.models.registry import create_model
+
+FORMAT = "retina-checkpoint/1"
+
+
+def make_checkpoint(model: nn.Module, model_name: str, model_kwargs: dict, canvas_px: int, fov_diameter_px: int,
+                    threshold: float, provenance: dict, metrics: dict, task: str = "vessels") -> dict:
+    return {
+        "format": FORMAT,
+        "retina_version": __version__,
+        "task": task,
+        "model": {"name": model_name, "kwargs": model_kwargs},
+        "preprocess": {"canvas_px": canvas_px, "fov_diameter_px": fov_diameter_px,
+                       "normalisation": "standardise_in_fov", "input": "RGB uint8, black outside the FOV"},
+        "threshold": float(threshold),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "provenance": provenance,
+        "metrics": metrics,
+    }
+
+
+def save_checkpoint(ckpt: dict, path: Path) -> None:
+    """Write atomically (temporary file + rename) so a killed run never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a retina checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> nn.Module:
+    """Rebuild the model (eval mode) from a checkpoint dict."""
+    kwargs = dict(ckpt["model"]["kwargs"])
+    if "channels" in kwargs:
+        kwargs["channels"] = tuple(kwargs["channels"])
+    model = create_model(ckpt["model"]["name"], **kwargs)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

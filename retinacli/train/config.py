@@ -1,0 +1,45 @@
+"""Typed training configuration. Every field is written to the run folder as config.json."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from retinacli.train.augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    """One training run of a vessel model (stage 1 or stage 2).
+
+    data: dataset specs (``kind:path[:split]``, see train.datasets); run_dir: where checkpoints, config.json
+    and metrics.csv go. init_from: stage-1 checkpoint (required for stage 2 = model vessel_unet_refined).
+    """
+
+    data: list[str]
+    run_dir: Path
+    model: str = "vessel_unet"
+    channels: tuple[int, ...] = (8, 16, 32, 64)
+    canvas_px: int = 672
+    fov_diameter_px: int = 640
+    epochs: int = 15
+    steps_per_epoch: int = 200
+    batch_size: int = 8
+    patch_px: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    dice_weight: float = 1.0
+    attention_weight: float = 1.0
+    val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
+    seed: int = 0
+    threads: int = 2
+    init_from: Path | None = None
+    resume: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        d["init_from"] = None if self.init_from is None else str(self.init_from)
+        d["channels"] = list(self.channels)
+        return d

@@ -1,0 +1,140 @@
+"""Readers for the vessel datasets' on-disk layouts -> lists of `Sample` (paths only, nothing loaded).
+
+Spec strings name a layout, a root and a split: ``drive:PATH:training``, ``chase:PATH:train``,
+``hrf:PATH:test``, ``folder:PATH`` (generic ``images/`` + ``masks/`` [+ ``fov/``], matched by file stem).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from retinacli.io.decode import decode_image, read_mask
+from retinacli.io.discover import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image. ``label_kind`` says how to turn the label file into a binary vessel mask."""
+
+    sample_id: str
+    image: Path
+    label: Path
+    fov: Path | None
+    label_kind: str = "binary"  # "binary": label > 0 ; "hrf_av": label > 0 (1 artery, 2 vein, 3 uncertain)
+
+
+class DatasetLayoutError(ValueError):
+    """The folder does not have the layout its spec names."""
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise DatasetLayoutError(f"expected {path} (check the dataset root and split)")
+    return path
+
+
+def read_drive(root: Path, split: str = "training") -> list[Sample]:
+    """DRIVE: ``{training,test}/images/NN_<split>.tif``, ``1st_manual/NN_manual1.gif``, ``mask/NN_<split>_mask.gif``."""
+    if split not in ("training", "test"):
+        raise DatasetLayoutError(f"DRIVE split must be training or test, not {split!r}")
+    base = _need(Path(root) / split)
+    out = []
+    for img in sorted(_need(base / "images").glob("*.tif")):
+        num = img.stem.split("_")[0]
+        out.append(Sample(f"drive/{img.stem}", img, _need(base / "1st_manual" / f"{num}_manual1.gif"),
+                          _need(base / "mask" / f"{img.stem}_mask.gif")))
+    return out
+
+
+CHASE_TRAIN_COUNT = 20  # common practice: Image_01L..Image_10R train, Image_11L..Image_14R test
+
+
+def read_chase(root: Path, split: str = "train") -> list[Sample]:
+    """CHASE_DB1: ``Image_XXY.jpg``, ``Image_XXY_1stHO.png``, ``mask/mask_XXY.png``; first 20 train / last 8 test."""
+    root = Path(root)
+    images = sorted(p for p in root.glob("Image_*.jpg"))
+    if not images:
+        raise DatasetLayoutError(f"no Image_*.jpg in {root}")
+    if split == "train":
+        images = images[:CHASE_TRAIN_COUNT]
+    elif split == "test":
+        images = images[CHASE_TRAIN_COUNT:]
+    elif split != "all":
+        raise DatasetLayoutError(f"CHASE split must be train, test or all, not {split!r}")
+    out = []
+    for img in images:
+        key = img.stem.split("_")[1]
+        fov = root / "mask" / f"mask_{key}.png"
+        out.append(Sample(f"chase/{img.stem}", img, _need(root / f"{img.stem}_1stHO.png"), fov if fov.exists() else None))
+    return out
+
+
+def read_hrf_av(root: Path, split: str = "training") -> list[Sample]:
+    """HRF-AV: ``{training,test}/images/*``, ``1st_manual/<stem>_AVmanual.png`` (0 bg, 1 A, 2 V, 3 uncertain),
+    ``mask/<stem>_mask.tif``. The vessel mask is label > 0."""
+    base = _need(Path(root) / split)
+    out = []
+    for img in sorted(p for p in _need(base / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        fov = base / "mask" / f"{img.stem}_mask.tif"
+        out.append(Sample(f"hrf/{img.stem}", img, _need(base / "1st_manual" / f"{img.stem}_AVmanual.png"),
+                          fov if fov.exists() else None, "hrf_av"))
+    return out
+
+
+def read_folder(root: Path, split: str = "") -> list[Sample]:
+    """Generic layout: ``images/<stem>.*`` with ``masks/<stem>.*`` (vessel > 0) and optional ``fov/<stem>.*``."""
+    root = Path(root) / split if split else Path(root)
+    masks = {p.stem: p for p in _need(root / "masks").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
+    fovs = {p.stem: p for p in (root / "fov").iterdir()} if (root / "fov").is_dir() else {}
+    out = []
+    for img in sorted(p for p in _need(root / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        if img.stem not in masks:
+            raise DatasetLayoutError(f"no mask for {img.name} in {root / 'masks'}")
+        out.append(Sample(f"{root.name}/{img.stem}", img, masks[img.stem], fovs.get(img.stem)))
+    return out
+
+
+READERS: dict[str, Callable[[Path, str], list[Sample]]] = {
+    "drive": read_drive,
+    "chase": read_chase,
+    "hrf": read_hrf_av,
+    "folder": read_folder,
+}
+DEFAULT_SPLIT = {"drive": "training", "chase": "train", "hrf": "training", "folder": ""}
+
+
+def parse_spec(spec: str) -> tuple[str, Path, str]:
+    """``kind:path[:split]`` -> (kind, path, split). The path may itself contain ':' only on Windows drives."""
+    kind, _, rest = spec.partition(":")
+    kind = kind.lower()
+    if kind not in READERS or not rest:
+        raise DatasetLayoutError(f"dataset spec {spec!r}: expected KIND:PATH[:SPLIT], KIND one of {sorted(READERS)}")
+    path, sep, split = rest.rpartition(":")
+    if not sep or not split or "/" in split:
+        path, split = rest, DEFAULT_SPLIT[kind]
+    return kind, Path(path), split
+
+
+def read_spec(spec: str) -> list[Sample]:
+    kind, path, split = parse_spec(spec)
+    samples = READERS[kind](path, split)
+    if not samples:
+        raise DatasetLayoutError(f"dataset spec {spec!r} matched no images")
+    return samples
+
+
+def load_vessel_label(sample: Sample) -> np.ndarray:
+    """Binary vessel ground truth bool [H, W] for a sample (first observer)."""
+    return read_mask(sample.label) > 0
+
+
+def load_fov(sample: Sample) -> np.ndarray | None:
+    """Ground-truth FOV bool [H, W], or None when the dataset has none."""
+    return None if sample.fov is None else read_mask(sample.fov) > 0
+
+
+def load_image(sample: Sample) -> np.ndarray:
+    return decode_image(sample.image)

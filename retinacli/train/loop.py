@@ -1,0 +1,187 @@
+"""The training loop for vessel models (stage 1: `vessel_unet`; stage 2: `vessel_unet_refined`, ERA-Net)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from retinacli.metrics import ScoreHistogram
+from retinacli.models.normalise import standardise_in_fov
+from retinacli.models.registry import count_parameters, create_model
+from retinacli.preprocess.normalise import ScaleSpec
+from retinacli.train.augment import sample_patch
+from retinacli.train.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from retinacli.train.config import TrainConfig
+from retinacli.train.datasets import read_spec
+from retinacli.train.losses import attention_mse_loss, bce_dice_loss
+from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
+
+METRIC_FIELDS = ["epoch", "step", "seconds", "train_loss", "val_auc", "val_f1_at_0.5", "val_best_f1",
+                 "val_best_threshold", "val_stage1_auc", "lr"]
+
+
+@torch.no_grad()
+def predict_canvas(model: torch.nn.Module, image: np.ndarray, key: str = "logits") -> np.ndarray:
+    """Model (eval) on one canvas image uint8 [S,S,3] -> probability float32 [S,S] of output ``key``."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    out = model.forward_all(standardise_in_fov(x))
+    return torch.sigmoid(out[key])[0, 0].numpy()
+
+
+def compute_error_maps(stage1: torch.nn.Module, samples: list[CanvasSample], threshold: float) -> list[np.ndarray]:
+    """ERA-Net error map per sample: E = 1 where ground truth is vessel but stage 1 says background."""
+    maps = []
+    for s in tqdm(samples, desc="stage-1 error maps", unit="img"):
+        prob = predict_canvas(stage1, s.image)
+        maps.append((s.label & (prob < threshold) & s.fov).astype(np.uint8))
+    return maps
+
+
+def validate(model: torch.nn.Module, samples: list[CanvasSample]) -> dict[str, float]:
+    model.eval()
+    hist, hist1 = ScoreHistogram(), ScoreHistogram()
+    for s in samples:
+        x = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            out = model.forward_all(standardise_in_fov(x))
+        hist.add(torch.sigmoid(out["logits"])[0, 0].numpy(), s.label, s.fov)
+        hist1.add(torch.sigmoid(out["stage1_logits"])[0, 0].numpy(), s.label, s.fov)
+    thr, best_f1 = hist.best_threshold()
+    pos_at = hist.pos[int(0.5 * 65535):].sum()
+    fp_at = hist.neg[int(0.5 * 65535):].sum()
+    f1_05 = 2 * pos_at / max(2 * pos_at + fp_at + (hist.pos.sum() - pos_at), 1)
+    model.train()
+    return {"val_auc": hist.auc(), "val_f1_at_0.5": float(f1_05), "val_best_f1": best_f1,
+            "val_best_threshold": thr, "val_stage1_auc": hist1.auc()}
+
+
+def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator):
+    imgs, labs, fovs, errs = [], [], [], []
+    for _ in range(cfg.batch_size):
+        i = int(rng.integers(len(samples)))
+        s = samples[i]
+        out = sample_patch(s.image, s.label, s.fov, cfg.patch_px, rng, cfg.augment,
+                           extra=None if extras is None else extras[i])
+        imgs.append(out[0]); labs.append(out[1]); fovs.append(out[2])
+        if extras is not None:
+            errs.append(out[3])
+    to_t = lambda a: torch.from_numpy(np.stack(a))[:, None]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
+    return x, to_t(labs), to_t(fovs), (to_t(errs) if extras is not None else None)
+
+
+def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the path of the final checkpoint ``model.pt`` in cfg.run_dir.
+
+    Writes config.json, metrics.csv (one row per epoch), last.pt (resumable, every epoch), best.pt
+    (best validation F1) and model.pt (= best.pt, or last.pt without validation).
+    """
+    torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    last_path = run / "last.pt"
+    if last_path.exists() and not cfg.resume:
+        raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or choose a new folder")
+    (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
+    spec = ScaleSpec(cfg.canvas_px, cfg.fov_diameter_px)
+    samples = [s for d in cfg.data for s in read_spec(d)]
+    train_s, val_s = split_train_val(samples, cfg.val_every)
+    (run / "split.json").write_text(json.dumps({"train": [s.sample_id for s in train_s],
+                                                "val": [s.sample_id for s in val_s]}, indent=2))
+    train_c = load_canvas_samples(train_s, spec, "loading train")
+    val_c = load_canvas_samples(val_s, spec, "loading val") if val_s else []
+
+    kwargs = {"channels": list(cfg.channels)}
+    model = create_model(cfg.model, **{**kwargs, "channels": tuple(cfg.channels)})
+    error_maps = None
+    stage1_info = None
+    if cfg.model == "vessel_unet_refined":
+        if cfg.init_from is None:
+            raise ValueError("stage 2 (vessel_unet_refined) needs init_from: a stage-1 checkpoint")
+        ck1 = load_checkpoint(cfg.init_from)
+        stage1 = model_from_checkpoint(ck1)
+        missing, unexpected = model.load_state_dict(ck1["state_dict"], strict=False)
+        if unexpected or any(not k.startswith("attention.") for k in missing):
+            raise ValueError(f"{cfg.init_from} does not match the stage-2 trunk (missing {missing}, unexpected {unexpected})")
+        error_maps = compute_error_maps(stage1, train_c, ck1["threshold"])
+        stage1_info = {"checkpoint": str(cfg.init_from), "threshold": ck1["threshold"],
+                       "error_pixel_share": float(np.mean([e[s.fov].mean() for e, s in zip(error_maps, train_c)]))}
+        del stage1
+    elif cfg.init_from is not None:
+        model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"])
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    start_epoch, step, best_f1, elapsed = 0, 0, -1.0, 0.0
+    if cfg.resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, step, best_f1, elapsed = state["epoch"], state["step"], state["best_f1"], state["seconds"]
+    total = cfg.epochs * cfg.steps_per_epoch
+    provenance = {"data": cfg.data, "train_ids": [s.sample_id for s in train_s], "val_ids": [s.sample_id for s in val_s],
+                  "config": cfg.to_json(), "stage1": stage1_info, "parameters": count_parameters(model)}
+    metrics_path = run / "metrics.csv"
+    if not metrics_path.exists():
+        with metrics_path.open("w", newline="") as f:
+            csv.writer(f).writerow(METRIC_FIELDS)
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        losses = []
+        bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="step")
+        for _ in bar:
+            lr = _lr_at(step, cfg, total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, lab, fov, err = _batch(train_c, error_maps, cfg, rng)
+            out = model.forward_all(standardise_in_fov(x))
+            loss = bce_dice_loss(out["logits"], lab, fov, cfg.dice_weight)
+            if err is not None:
+                loss = loss + cfg.attention_weight * attention_mse_loss(out["attention"], err, fov)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{lr:.2e}")
+        elapsed += time.time() - t0
+        val = validate(model, val_c) if val_c else {}
+        row = {"epoch": epoch + 1, "step": step, "seconds": round(elapsed, 1), "train_loss": float(np.mean(losses)),
+               **val, "lr": lr}
+        with metrics_path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in METRIC_FIELDS])
+        if progress:
+            tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        threshold = val.get("val_best_threshold", 0.5)
+        ck = make_checkpoint(model, cfg.model, kwargs, cfg.canvas_px, cfg.fov_diameter_px, threshold,
+                             {**provenance, "epoch": epoch + 1, "step": step}, row)
+        if val and val["val_best_f1"] > best_f1:
+            best_f1 = val["val_best_f1"]
+            save_checkpoint(ck, run / "best.pt")
+        save_checkpoint({**ck, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                         "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+                         "best_f1": best_f1, "seconds": elapsed}, last_path)
+    final = run / "model.pt"
+    src = run / "best.pt" if (run / "best.pt").exists() else last_path
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    for k in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds"):
+        ck.pop(k, None)
+    save_checkpoint(ck, final)
+    return final

@@ -1,0 +1,48 @@
+"""Load labelled samples onto the model canvas (same FOV estimate and transform as at inference)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from retinacli.preprocess.normalise import ScaleSpec, prepare, to_canvas
+from retinacli.train.datasets import Sample, load_image, load_vessel_label
+
+
+@dataclass
+class CanvasSample:
+    """One training/validation image on the model canvas: image uint8 [S,S,3], label and fov bool [S,S]."""
+
+    sample_id: str
+    image: np.ndarray
+    label: np.ndarray
+    fov: np.ndarray
+
+
+def to_canvas_sample(sample: Sample, spec: ScaleSpec) -> CanvasSample:
+    rgb = load_image(sample)
+    label = load_vessel_label(sample)
+    if label.shape != rgb.shape[:2]:
+        raise ValueError(f"{sample.sample_id}: label {label.shape} does not match image {rgb.shape[:2]}")
+    prep = prepare(rgb, spec)
+    lab = to_canvas(label.astype(np.float32), prep.transform) > 0.5
+    return CanvasSample(sample.sample_id, prep.canvas, lab & prep.canvas_fov, prep.canvas_fov)
+
+
+def load_canvas_samples(samples: list[Sample], spec: ScaleSpec, desc: str = "loading") -> list[CanvasSample]:
+    return [to_canvas_sample(s, spec) for s in tqdm(samples, desc=desc, unit="img")]
+
+
+def split_train_val(samples: list[Sample], val_every: int) -> tuple[list[Sample], list[Sample]]:
+    """Every ``val_every``-th sample of each dataset (by id prefix) goes to validation, starting with the last."""
+    if val_every <= 0:
+        return samples, []
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.sample_id.split("/")[0], []).append(s)
+    train, val = [], []
+    for group in groups.values():
+        for i, s in enumerate(reversed(group)):
+            (val if i % val_every == 0 and len(group) > 1 else train).append(s)
+    return train, val
