@@ -75,7 +75,11 @@ def train_refine_cmd(
     from retinacli.train.checkpoint import load_checkpoint
     from retinacli.train.config import TrainConfig
 
-    ck = load_checkpoint(stage1)
+    try:
+        ck = load_checkpoint(stage1)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
     pre = ck["preprocess"]
     _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined",
                      channels=tuple(ck["model"]["kwargs"]["channels"]), canvas_px=pre["canvas_px"],

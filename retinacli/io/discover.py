@@ -61,7 +61,8 @@ def discover(inputs: list[Path], exclude: Path | None = None) -> tuple[list[Inpu
             found.sort()
         for image_id, path in found:
             if image_id in seen:
-                image_id = f"{root.resolve().name}/{image_id}"
+                folder = root.resolve().parent if root.is_file() else root.resolve()  # a file: its folder
+                image_id = f"{folder.name}/{image_id}"
             n = 2
             base = image_id
             while image_id in seen:

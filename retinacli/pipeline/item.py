@@ -81,7 +81,7 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
         prob = from_canvas(prob_canvas.astype(np.float32), prep.transform)
         mask = probs_to_mask(prob, threshold, prep.fov_mask)
         density = vessel_density(mask, prep.fov_mask)
-        over = vessel_overlay(loaded.rgb, mask, prep.fov_mask) if overlay else None
+        over = vessel_overlay(loaded.rgb, mask, prep.circle) if overlay else None
         t1 = time.perf_counter()
         folder = item_dir(loaded.item.image_id)
         written = []

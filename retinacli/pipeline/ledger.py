@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS items (
     path TEXT NOT NULL,
     file_size INTEGER,
     file_mtime_ns INTEGER,
-    model_sha256 TEXT,
+    model_key TEXT,
     status TEXT NOT NULL,
     row_json TEXT NOT NULL,
     updated_utc TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
@@ -31,20 +31,20 @@ class Ledger:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
 
-    def done_row(self, image_id: str, file_size: int, file_mtime_ns: int, model_sha256: str) -> dict | None:
+    def done_row(self, image_id: str, file_size: int, file_mtime_ns: int, model_key: str) -> dict | None:
         """The stored row when this input already finished OK with the same file and model, else None."""
         cur = self.conn.execute(
             "SELECT row_json FROM items WHERE image_id=? AND status='ok' AND file_size=? AND file_mtime_ns=? "
-            "AND model_sha256=?", (image_id, file_size, file_mtime_ns, model_sha256))
+            "AND model_key=?", (image_id, file_size, file_mtime_ns, model_key))
         hit = cur.fetchone()
         return json.loads(hit[0]) if hit else None
 
     def record(self, image_id: str, path: str, file_size: int | None, file_mtime_ns: int | None,
-               model_sha256: str, row: dict) -> None:
+               model_key: str, row: dict) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO items (image_id, path, file_size, file_mtime_ns, model_sha256, status, row_json) "
+            "INSERT OR REPLACE INTO items (image_id, path, file_size, file_mtime_ns, model_key, status, row_json) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (image_id, path, file_size, file_mtime_ns, model_sha256, row["status"], json.dumps(row, default=str)))
+            (image_id, path, file_size, file_mtime_ns, model_key, row["status"], json.dumps(row, default=str)))
 
     def rows(self, image_ids: list[str]) -> list[dict]:
         """Stored rows for these ids, in the given order (ids never recorded are left out)."""

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.pipeline.item import ROW_FIELDS, Loaded, finish_item, load_item
+from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, Loaded, finish_item, item_dir, load_item
 from retinacli.pipeline.ledger import Ledger
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.report.csv_report import write_report_csv
@@ -61,29 +61,40 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     out_dir = Path(cfg.out_dir).resolve()
     images, others = discover(cfg.inputs, exclude=out_dir)
     info = read_model_info(cfg.model)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report_path, summary_path = confined_path(out_dir, REPORT_NAME), confined_path(out_dir, SUMMARY_NAME)
     if not images:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_report_csv([], ROW_FIELDS, report_path)
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
     backend = create_backend(info, cfg.backend, cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # what makes an earlier result reusable: the same model file and the same threshold
+    model_key = f"{info.sha256}:thr={info.threshold!r}"
     spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     order = [it.image_id for it in images]
+    kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
+
+    def wanted(image_id: str) -> set[str]:
+        return {(item_dir(image_id) / OUTPUT_NAMES[k]).as_posix() for k in kinds}
+
     keys = {}
     todo: list[InputItem] = []
     for it in images:
         keys[it.image_id] = _file_key(it.path)
-        done = ledger.done_row(it.image_id, *keys[it.image_id], info.sha256) if cfg.resume else None
-        if done and all(confined_path(out_dir, o).exists() for o in str(done.get("outputs", "")).split(";") if o):
-            continue
+        done = ledger.done_row(it.image_id, *keys[it.image_id], model_key) if cfg.resume else None
+        if done:
+            outs = {o for o in str(done.get("outputs", "")).split(";") if o}
+            # skip only when every output this run asks for was written and is still there
+            if wanted(it.image_id) <= outs and all(confined_path(out_dir, o).exists() for o in outs):
+                continue
         todo.append(it)
     interrupted = False
     bar = tqdm(total=len(todo), desc="retina process", unit="img", disable=not cfg.progress)
     pending_writes: deque[Future] = deque()
 
     def record(row: dict) -> None:
-        ledger.record(row["image_id"], row["path"], *keys.get(row["image_id"], (None, None)), info.sha256, row)
+        ledger.record(row["image_id"], row["path"], *keys.get(row["image_id"], (None, None)), model_key, row)
         bar.update(1)
 
     def drain(limit: int) -> None:

@@ -63,6 +63,14 @@ def estimate_fov_mask(rgb: np.ndarray) -> np.ndarray:
     opened with a disc to cut off burned-in text touching the border. Computed at WORK_SIDE_PX and
     resized back with nearest neighbour.
     """
+    return estimate_fov(rgb)[0]
+
+
+def estimate_fov(rgb: np.ndarray) -> tuple[np.ndarray, FovCircle]:
+    """RGB uint8 [H, W, 3] -> (boolean FOV mask [H, W], FOV circle in input pixels).
+
+    The circle is fitted on the working-resolution mask and scaled to input pixels (cheap for 8+ Mpx images).
+    """
     h, w = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE_PX / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
@@ -76,9 +84,15 @@ def estimate_fov_mask(rgb: np.ndarray) -> np.ndarray:
     mask = _fill_holes(mask)
     if not mask.any():
         mask = np.ones_like(mask, dtype=bool)
+    small_circle = fov_circle(mask)
     if scale < 1.0:
+        sx, sy = w / mask.shape[1], h / mask.shape[0]
+        circle = FovCircle((small_circle.cx + 0.5) * sx - 0.5, (small_circle.cy + 0.5) * sy - 0.5,
+                           small_circle.r * (sx + sy) / 2.0, small_circle.fitted)
         mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return mask
+    else:
+        circle = small_circle
+    return mask, circle
 
 
 def fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:

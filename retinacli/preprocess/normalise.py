@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from retinacli.preprocess.fov import FovCircle, estimate_fov_mask, fov_circle
+from retinacli.preprocess.fov import FovCircle, estimate_fov, fov_circle
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,11 @@ def from_canvas(canvas_array: np.ndarray, t: Transform, interpolation: int = cv2
 def prepare(rgb: np.ndarray, spec: ScaleSpec, fov_mask: np.ndarray | None = None) -> Prepared:
     """RGB uint8 [H, W, 3] -> Prepared canvas. ``fov_mask`` (bool [H, W]) overrides the estimate."""
     h, w = rgb.shape[:2]
-    mask = estimate_fov_mask(rgb) if fov_mask is None else fov_mask.astype(bool)
-    circle = fov_circle(mask)
+    if fov_mask is None:
+        mask, circle = estimate_fov(rgb)
+    else:
+        mask = fov_mask.astype(bool)
+        circle = fov_circle(mask)
     t = make_transform(circle, h, w, spec)
     canvas = to_canvas(rgb, t)
     canvas_fov = to_canvas(mask.astype(np.uint8) * 255, t) > 127

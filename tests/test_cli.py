@@ -1,0 +1,222 @@
+"""The `retina` command line end to end (Typer CliRunner; tiny models, a few training steps at most)."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import draw_fundus, make_folder_dataset, write_rgb
+
+from retinacli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for cmd in ("process", "train", "evaluate", "export-onnx"):
+        assert cmd in res.output
+    res = invoke("train", "--help")
+    assert res.exit_code == 0 and "vessels" in res.output and "refine" in res.output
+    assert "vessels" in invoke("evaluate", "--help").output
+
+
+def test_version():
+    from retinacli import __version__
+
+    res = invoke("--version")
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_help_does_not_import_torch_or_onnxruntime():
+    code = (
+        "import sys\n"
+        "from retinacli.cli import app\n"
+        "try:\n"
+        "    app(['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'pandas') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "export-onnx" in res.stdout  # the help really was printed
+    heavy = res.stdout.strip().splitlines()[-1]
+    assert heavy.startswith("HEAVY=")
+    loaded = set(filter(None, heavy[len("HEAVY="):].split(",")))
+    assert "torch" not in loaded and "onnxruntime" not in loaded, loaded
+
+
+# ---------------------------------------------------------------- process
+
+def _folder(root: Path, bad: bool) -> Path:
+    write_rgb(root / "a.png", draw_fundus(120, 140, seed=0))
+    write_rgb(root / "b.jpg", draw_fundus(100, 110, seed=1))
+    if bad:
+        (root / "c.png").write_text("not an image")
+    return root
+
+
+def test_process_exit_codes(tiny_model_dir, tmp_path):
+    good = _folder(tmp_path / "good", bad=False)
+    res = invoke("process", good, "--out", tmp_path / "o1", "--model", tiny_model_dir, "--quiet", "--threads", "1")
+    assert res.exit_code == 0, res.output
+    assert "report:" in res.output
+    assert (tmp_path / "o1" / "a.png" / "vessels.png").exists()
+
+    mixed = _folder(tmp_path / "mixed", bad=True)
+    res = invoke("process", mixed, "--out", tmp_path / "o2", "--model", tiny_model_dir, "-q", "--threads", "1")
+    assert res.exit_code == 3, res.output
+    with (tmp_path / "o2" / "report.csv").open(newline="") as f:
+        rows = {r["image_id"]: r for r in csv.DictReader(f)}
+    assert rows["c.png"]["status"] == "failed" and rows["a.png"]["status"] == "ok"
+
+    res = invoke("process", tmp_path / "missing", "--out", tmp_path / "o3", "--model", tiny_model_dir, "-q")
+    assert res.exit_code == 2
+    assert not (tmp_path / "o3").exists()
+
+
+def test_process_empty_folder_and_bad_model(tiny_model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("process", tmp_path / "empty", "--out", tmp_path / "o", "--model", tiny_model_dir, "-q")
+    assert res.exit_code == 4
+    good = _folder(tmp_path / "good", bad=False)
+    res = invoke("process", good, "--out", tmp_path / "o2", "--model", tmp_path / "no-model", "-q")
+    assert res.exit_code == 2
+    res = invoke("process", good, "--out", tmp_path / "o3", "--model", tiny_model_dir, "-q", "--backend", "nope")
+    assert res.exit_code == 2
+
+
+# ---------------------------------------------------------------- export
+
+def test_export_onnx(tiny_checkpoint, tmp_path):
+    out = tmp_path / "engine"
+    parity = tmp_path / "parity"
+    write_rgb(parity / "p.png", draw_fundus(120, 120, seed=3))
+    res = invoke("export-onnx", tiny_checkpoint, "--out", out, "--parity-images", parity)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
+    assert "parity on 3 images" in res.output  # the parity image + two noise canvases
+
+    res = invoke("export-onnx", tmp_path / "missing.pt", "--out", tmp_path / "e2")
+    assert res.exit_code != 0
+    assert not (tmp_path / "e2" / "model.onnx").exists()
+
+
+# ---------------------------------------------------------------- evaluate
+
+def test_evaluate_vessels_writes_csvs(tiny_model_dir, tmp_path):
+    data = make_folder_dataset(tmp_path / "ds", n=2)
+    out_csv = tmp_path / "x.csv"
+    res = invoke("evaluate", "vessels", "-d", f"folder:{data}", "-m", f"tiny={tiny_model_dir}", "--out-csv", out_csv)
+    assert res.exit_code == 0, res.output
+    per_image = pd.read_csv(out_csv)
+    overall = pd.read_csv(tmp_path / "x_overall.csv")
+    assert len(per_image) == 2 and set(per_image["model"]) == {"tiny"}
+    assert sorted(per_image["image"]) == ["ds/img00", "ds/img01"]
+    assert len(overall) == 1 and int(overall["images"].iloc[0]) == 2
+    for frame in (per_image, overall):
+        for col in ("AUC", "ACC", "SE", "SP", "F1", "IoU"):
+            assert col in frame.columns
+        assert frame["AUC"].between(0, 1).all()
+    assert "AUC" in res.output
+
+
+def test_evaluate_bad_dataset_exits_2(tiny_model_dir, tmp_path):
+    res = invoke("evaluate", "vessels", "-d", f"folder:{tmp_path / 'none'}", "-m", f"tiny={tiny_model_dir}")
+    assert res.exit_code == 2
+
+
+# ---------------------------------------------------------------- train
+
+TRAIN_ARGS = ("--steps-per-epoch", "2", "--batch-size", "2", "--patch-px", "64", "--val-every", "0", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory) -> Path:
+    return make_folder_dataset(tmp_path_factory.mktemp("train") / "ds", n=2)
+
+
+def _metric_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_vessels_resume_and_refine(train_data, tmp_path):
+    import json
+
+    import torch
+
+    from retinacli.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "R"
+
+    def args(epochs: int) -> tuple:
+        return ("train", "vessels", "-d", f"folder:{train_data}", "--run-dir", run, "--epochs", str(epochs),
+                *TRAIN_ARGS, "--channels", "4,8", "--canvas-px", "96", "--fov-diameter-px", "88")
+
+    res = invoke(*args(1))
+    assert res.exit_code == 0, res.output
+    for name in ("model.pt", "last.pt", "metrics.csv", "config.json"):
+        assert (run / name).exists(), name
+    rows = _metric_rows(run)
+    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["step"] == "2"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["channels"] == [4, 8] and cfg["canvas_px"] == 96 and cfg["epochs"] == 1
+    ck = load_checkpoint(run / "model.pt")
+    assert ck["model"] == {"name": "vessel_unet", "kwargs": {"channels": [4, 8]}}
+    assert ck["preprocess"]["canvas_px"] == 96 and ck["preprocess"]["fov_diameter_px"] == 88
+    assert "optimizer" not in ck  # model.pt is the slim checkpoint
+    w_epoch1 = {k: v.clone() for k, v in ck["state_dict"].items()}
+
+    # the same run folder again without --resume is refused
+    res = invoke(*args(1))
+    assert res.exit_code == 2
+    assert len(_metric_rows(run)) == 1
+
+    # --resume with more epochs continues where it stopped
+    res = invoke(*args(2), "--resume")
+    assert res.exit_code == 0, res.output
+    rows = _metric_rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[1]["step"] == "4"
+    ck2 = load_checkpoint(run / "model.pt")
+    assert ck2["provenance"]["epoch"] == 2
+    assert any(not torch.equal(w_epoch1[k], ck2["state_dict"][k]) for k in w_epoch1)
+
+    # stage 2 (ERA-Net refinement) from the stage-1 model
+    run2 = tmp_path / "R2"
+    res = invoke("train", "refine", "--stage1", run / "model.pt", "-d", f"folder:{train_data}", "--run-dir", run2,
+                 "--epochs", "1", *TRAIN_ARGS)
+    assert res.exit_code == 0, res.output
+    ck3 = load_checkpoint(run2 / "model.pt")
+    assert ck3["model"]["name"] == "vessel_unet_refined"
+    assert ck3["model"]["kwargs"]["channels"] == [4, 8]
+    assert ck3["preprocess"]["canvas_px"] == 96
+    assert ck3["provenance"]["stage1"]["checkpoint"] == str(run / "model.pt")
+    assert any(k.startswith("attention.") for k in ck3["state_dict"])
+
+
+def test_train_bad_dataset_exits_2(tmp_path):
+    res = invoke("train", "vessels", "-d", f"folder:{tmp_path / 'none'}", "--run-dir", tmp_path / "R",
+                 "--epochs", "1", *TRAIN_ARGS, "--channels", "4,8", "--canvas-px", "96", "--fov-diameter-px", "88")
+    assert res.exit_code == 2
+
+
+def test_refine_with_missing_stage1_exits_2(tmp_path):
+    res = runner.invoke(app, ["train", "refine", "--stage1", str(tmp_path / "none.pt"), "-d", f"folder:{tmp_path}",
+                              "--run-dir", str(tmp_path / "R2")])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "R2").exists()
