@@ -64,7 +64,8 @@ class ScoreHistogram:
         fn = self.pos.sum() - tp
         f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
         i = int(np.argmax(f1))
-        return i / (N_BINS - 1), float(f1[i])
+        # bin i holds probs from (i - 0.5) / (N_BINS - 1): its lower edge, so prob >= threshold selects bins >= i
+        return max(i - 0.5, 0.0) / (N_BINS - 1), float(f1[i])
 
 
 @dataclass

@@ -14,7 +14,8 @@ WORK_SIDE_PX = 512  # the FOV is estimated on a copy whose longer side is this m
 
 @dataclass(frozen=True)
 class FovCircle:
-    """FOV circle in input pixel coordinates: centre (cx, cy), radius r (pixels). May extend past the image."""
+    """FOV circle in continuous input pixel coordinates (pixel column i covers [i, i+1), so the image spans
+    [0, W) x [0, H)): centre (cx, cy), radius r in pixels. May extend past the image."""
 
     cx: float
     cy: float
@@ -87,8 +88,8 @@ def estimate_fov(rgb: np.ndarray) -> tuple[np.ndarray, FovCircle]:
     small_circle = fov_circle(mask)
     if scale < 1.0:
         sx, sy = w / mask.shape[1], h / mask.shape[0]
-        circle = FovCircle((small_circle.cx + 0.5) * sx - 0.5, (small_circle.cy + 0.5) * sy - 0.5,
-                           small_circle.r * (sx + sy) / 2.0, small_circle.fitted)
+        circle = FovCircle(small_circle.cx * sx, small_circle.cy * sy, small_circle.r * (sx + sy) / 2.0,
+                           small_circle.fitted)
         mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     else:
         circle = small_circle
@@ -132,4 +133,5 @@ def fov_circle(mask: np.ndarray) -> FovCircle:
     extent = max(x1 - x0, y1 - y0) / 2.0
     if not (0.9 * extent <= r <= 1.6 * extent) or not (x0 <= cx <= x1 and y0 <= cy <= y1):
         return bbox
-    return FovCircle(cx, cy, r, True)
+    # the fit runs through boundary pixel centres (index coordinates, half a pixel inside the edge)
+    return FovCircle(cx + 0.5, cy + 0.5, r + 0.5, True)

@@ -56,7 +56,7 @@ def make_transform(circle: FovCircle, h: int, w: int, spec: ScaleSpec) -> Transf
     """Transform putting the FOV circle's centre at the canvas centre with diameter spec.fov_diameter_px."""
     scale = spec.fov_diameter_px / max(circle.diameter_px, 1.0)
     centre = spec.canvas_px / 2.0
-    # pixel centres: input pixel centre (x + 0.5) maps to canvas pixel centre
+    # continuous coords: u_out = u_in * scale + (centre - cx * scale); the matrix acts on pixel indices (u - 0.5)
     tx = centre - (circle.cx) * scale - 0.5 + 0.5 * scale
     ty = centre - (circle.cy) * scale - 0.5 + 0.5 * scale
     return Transform(scale, tx, ty, h, w, spec.canvas_px)

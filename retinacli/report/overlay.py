@@ -22,6 +22,6 @@ def vessel_overlay(rgb: np.ndarray, mask: np.ndarray, circle: FovCircle | None =
     cv2.copyTo(tinted, mask.astype(np.uint8), out)
     if circle is not None:
         thickness = max(1, max(rgb.shape[:2]) // 400)
-        cv2.circle(out, (int(round(circle.cx)), int(round(circle.cy))), int(round(circle.r)), FOV_RGB, thickness,
+        cv2.circle(out, (int(round(circle.cx - 0.5)), int(round(circle.cy - 0.5))), int(round(circle.r)), FOV_RGB, thickness,
                    lineType=cv2.LINE_AA)
     return out
