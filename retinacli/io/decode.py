@@ -58,7 +58,7 @@ def decode_image(path: Path) -> np.ndarray:
     """Read ``path`` -> RGB uint8 [H, W, 3], EXIF orientation applied.
 
     Handles 8/16-bit, grayscale, RGBA, CMYK and palette images whatever the file extension says.
-    Raises DecodeError (reason one of: missing, empty_file, not_an_image, truncated, corrupt, too_small).
+    Raises DecodeError (reason one of: missing, unreadable, empty_file, not_an_image, truncated, corrupt, too_small).
     """
     path = Path(path)
     if not path.exists():
@@ -73,6 +73,8 @@ def decode_image(path: Path) -> np.ndarray:
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = pil_to_rgb(img)
+    except PermissionError as exc:
+        raise DecodeError("unreadable", f"file cannot be read: {exc.strerror}") from None
     except UnidentifiedImageError:
         raise DecodeError("not_an_image", f"not a recognised image format ({size} bytes)") from None
     except (OSError, SyntaxError, ValueError) as exc:
