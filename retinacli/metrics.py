@@ -57,15 +57,33 @@ class ScoreHistogram:
         d_recall = np.diff(np.concatenate([[0.0], recall]))
         return float((precision * d_recall).sum())
 
-    def best_threshold(self) -> tuple[float, float]:
-        """(threshold, F1) maximising F1 when predicting prob >= threshold."""
-        tp = np.cumsum(self.pos[::-1])[::-1]  # predicted positive at threshold bin i: bins >= i
+    def f1_curve(self) -> np.ndarray:
+        """F1 [N_BINS] when predicting positive for every bin >= i (i.e. prob >= bin_lower_edge(i))."""
+        tp = np.cumsum(self.pos[::-1])[::-1]
         fp = np.cumsum(self.neg[::-1])[::-1]
         fn = self.pos.sum() - tp
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+    def best_threshold(self) -> tuple[float, float]:
+        """(threshold, F1) maximising F1 when predicting prob >= threshold."""
+        f1 = self.f1_curve()
         i = int(np.argmax(f1))
-        # bin i holds probs from (i - 0.5) / (N_BINS - 1): its lower edge, so prob >= threshold selects bins >= i
-        return max(i - 0.5, 0.0) / (N_BINS - 1), float(f1[i])
+        return bin_lower_edge(i), float(f1[i])
+
+
+def bin_lower_edge(i: int) -> float:
+    """Smallest probability that falls in histogram bin i, so ``prob >= bin_lower_edge(i)`` selects bins >= i."""
+    return max(i - 0.5, 0.0) / (N_BINS - 1)
+
+
+def threshold_for_mean_f1(hists: list[ScoreHistogram]) -> tuple[float, list[float]]:
+    """Threshold maximising the mean F1 over several datasets (each weighted equally, whatever its size).
+
+    Returns (threshold, F1 of each dataset at it).
+    """
+    curves = np.stack([h.f1_curve() for h in hists])
+    i = int(np.argmax(curves.mean(axis=0)))
+    return bin_lower_edge(i), [float(c[i]) for c in curves]
 
 
 @dataclass

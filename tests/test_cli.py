@@ -220,3 +220,22 @@ def test_refine_with_missing_stage1_exits_2(tmp_path):
     assert res.exit_code == 2, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
     assert not (tmp_path / "R2").exists()
+
+
+def test_train_calibrate_sets_threshold_from_validation(tmp_path):
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "ds", n=4)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "vessels", "-d", f"folder:{data}", "--run-dir", str(run), "--epochs", "1",
+                                   "--steps-per-epoch", "2", "--batch-size", "2", "--patch-px", "64", "--channels",
+                                   "4,8", "--canvas-px", "96", "--fov-diameter-px", "88", "--val-every", "2",
+                                   "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    import torch
+
+    ck = torch.load(run / "model.pt", weights_only=False)
+    assert "threshold_calibration" in ck and 0.0 <= ck["threshold"] <= 1.0
+    res = CliRunner().invoke(app, ["train", "calibrate", "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "threshold" in res.output

@@ -172,3 +172,19 @@ def test_segmentation_metrics_only_count_pixels_inside_the_mask():
 def test_bins_cover_the_probability_range():
     h = _hist(np.array([-0.5, 0.0, 1.0, 1.5]), np.array([0, 0, 1, 1], bool))  # out-of-range scores are clipped
     assert h.neg[0] == 2 and h.pos[N_BINS - 1] == 2
+
+
+def test_threshold_for_mean_f1_weights_datasets_equally():
+    from retinacli.metrics import ScoreHistogram, bin_lower_edge, threshold_for_mean_f1
+
+    rng = np.random.default_rng(0)
+    # dataset A: large, positives score ~0.8; dataset B: small, positives score ~0.4; negatives ~0.1 in both
+    a, b = ScoreHistogram(), ScoreHistogram()
+    a.add(np.r_[rng.normal(0.8, 0.02, 5000), rng.normal(0.1, 0.02, 50000)].clip(0, 1),
+          np.r_[np.ones(5000, bool), np.zeros(50000, bool)])
+    b.add(np.r_[rng.normal(0.4, 0.02, 50), rng.normal(0.1, 0.02, 500)].clip(0, 1),
+          np.r_[np.ones(50, bool), np.zeros(500, bool)])
+    thr, f1s = threshold_for_mean_f1([a, b])
+    assert 0.15 < thr < 0.35  # separates both datasets; the pooled optimum could sit anywhere up to 0.7
+    assert min(f1s) > 0.99
+    assert bin_lower_edge(0) == 0.0

@@ -86,3 +86,21 @@ def train_refine_cmd(
                      fov_diameter_px=pre["fov_diameter_px"], epochs=epochs, steps_per_epoch=steps_per_epoch,
                      batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
                      val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))
+
+
+@app.command("calibrate")
+def train_calibrate_cmd(
+    run_dir: Path = typer.Option(..., "--run-dir", help="A finished run folder (model.pt, config.json, split.json)."),
+) -> None:
+    """Recompute the default threshold of RUN_DIR/model.pt on the run's validation images (done automatically
+    at the end of training): the threshold maximising mean F1 over the validation datasets, at full resolution."""
+    from retinacli.train.datasets import DatasetLayoutError
+    from retinacli.train.loop import calibrate_run
+
+    try:
+        info = calibrate_run(run_dir)
+    except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    f1 = ", ".join(f"{k} {v:.4f}" for k, v in info["per_dataset_f1"].items())
+    typer.echo(f"threshold {info['previous_threshold']:.4f} -> {info['threshold']:.4f} (validation F1: {f1})")

@@ -16,6 +16,7 @@ from retinacli.models.normalise import standardise_in_fov
 from retinacli.models.registry import count_parameters, create_model
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.train.augment import sample_patch
+from retinacli.train.calibrate import calibrate_threshold
 from retinacli.train.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from retinacli.train.config import TrainConfig
 from retinacli.train.datasets import read_spec
@@ -184,4 +185,20 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     for k in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds"):
         ck.pop(k, None)
     save_checkpoint(ck, final)
+    if val_s:
+        info = calibrate_threshold(final, val_s)
+        if progress:
+            tqdm.write(f"default threshold {info['threshold']:.4f} (mean F1 over validation datasets: "
+                       f"{', '.join(f'{k} {v:.4f}' for k, v in info['per_dataset_f1'].items())})")
     return final
+
+
+def calibrate_run(run_dir: Path) -> dict:
+    """Re-run the threshold calibration of ``run_dir/model.pt`` on that run's own validation split."""
+    run = Path(run_dir)
+    cfg = json.loads((run / "config.json").read_text())
+    val_ids = set(json.loads((run / "split.json").read_text())["val"])
+    samples = [s for d in cfg["data"] for s in read_spec(d) if s.sample_id in val_ids]
+    if not samples:
+        raise ValueError(f"{run} has no validation images to calibrate on")
+    return calibrate_threshold(run / "model.pt", samples)
