@@ -299,3 +299,32 @@ def test_a_new_model_invalidates_resume(tiny_model_dir, tiny_checkpoint, tmp_pat
     run(src, out, tiny_model_dir)
     run(src, out, tiny_checkpoint)  # different artefact (sha256) -> everything is redone
     assert read_summary(out)["processed_this_run"] == len(GOOD)
+
+
+def test_interrupted_run_still_lists_every_input(tmp_path, tiny_model_dir, monkeypatch):
+    import retinacli.pipeline.run as run_mod
+
+    scans = tmp_path / "scans"
+    for i in range(6):
+        write_rgb(scans / f"e{i}.png", draw_fundus(120, 128, seed=i))
+    calls = {"n": 0}
+    real = run_mod.finish_item
+
+    def stop_after_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "finish_item", stop_after_two)
+    cfg = ProcessConfig([scans], tmp_path / "out", tiny_model_dir, batch_size=1, workers=1, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        process_inputs(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
+    assert [r["image_id"] for r in rows] == [f"e{i}.png" for i in range(6)]
+    assert {r["status"] for r in rows} == {"ok", "pending"}
+    assert all("resume" in r["reason"] for r in rows if r["status"] == "pending")
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["interrupted"] is True
+    monkeypatch.setattr(run_mod, "finish_item", real)
+    assert process_inputs(cfg).exit_code == EXIT_OK

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, Loaded, finish_item, item_dir, load_item
+from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, Loaded, base_row, finish_item, item_dir, load_item
 from retinacli.pipeline.ledger import Ledger
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.report.csv_report import write_report_csv
@@ -149,6 +149,14 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         bar.close()
         rows = ledger.rows(order)
         ledger.close()
+        if len(rows) < len(order):  # stopped early: still one row per input, saying what is missing
+            have = {r["image_id"] for r in rows}
+            by_id = {it.image_id: it for it in images}
+            rows = rows + [dict(base_row(by_id[i]), status="pending",
+                                reason="the run stopped before this image; run the same command again to resume")
+                           for i in order if i not in have]
+            position = {i: n for n, i in enumerate(order)}
+            rows.sort(key=lambda r: position[r["image_id"]])
         write_report_csv(rows, ROW_FIELDS, report_path)
         model = {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
                  "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px}
