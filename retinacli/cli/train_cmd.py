@@ -91,16 +91,25 @@ def train_refine_cmd(
 @app.command("calibrate")
 def train_calibrate_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="A finished run folder (model.pt, config.json, split.json)."),
+    fov_candidates: str = typer.Option("", help="Comma-separated FOV diameters (model pixels) to try as the inference "
+                                                "scale, e.g. 640,800; the best mean validation AUC wins. "
+                                                "Default: keep the trained scale."),
 ) -> None:
-    """Recompute the default threshold of RUN_DIR/model.pt on the run's validation images (done automatically
-    at the end of training): the threshold maximising mean F1 over the validation datasets, at full resolution."""
+    """Recompute the default threshold (and optionally the inference scale) of RUN_DIR/model.pt on the run's
+    validation images, at full resolution: threshold = max mean F1 over the validation datasets. The threshold
+    part runs automatically at the end of training."""
     from retinacli.train.datasets import DatasetLayoutError
     from retinacli.train.loop import calibrate_run
 
     try:
-        info = calibrate_run(run_dir)
+        info = calibrate_run(run_dir, [int(v) for v in fov_candidates.split(",") if v.strip()] or None)
     except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     f1 = ", ".join(f"{k} {v:.4f}" for k, v in info["per_dataset_f1"].items())
-    typer.echo(f"threshold {info['previous_threshold']:.4f} -> {info['threshold']:.4f} (validation F1: {f1})")
+    for row in info["scale_search"]:
+        aucs = ", ".join(f"{k} {v:.4f}" for k, v in row["per_dataset_auc"].items())
+        typer.echo(f"FOV {row['fov_diameter_px']} px (canvas {row['canvas_px']}): validation AUC {aucs}; "
+                   f"mean {row['mean_auc']:.4f}")
+    typer.echo(f"inference scale: FOV {info['fov_diameter_px']} px; threshold {info['previous_threshold']:.4f} -> "
+               f"{info['threshold']:.4f} (validation F1: {f1})")

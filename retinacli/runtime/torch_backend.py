@@ -11,7 +11,8 @@ from retinacli.runtime.base import BackendUnavailable, check_batch
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, checkpoint_path: Path, threads: int = 0, device: str = "cpu"):
+    def __init__(self, checkpoint_path: Path, threads: int = 0, device: str = "cpu", canvas_px: int | None = None):
+        """``canvas_px`` overrides the checkpoint's canvas side (the network is fully convolutional)."""
         try:
             import torch
         except ImportError as exc:
@@ -24,7 +25,7 @@ class TorchBackend:
         self._torch = torch
         ckpt = load_checkpoint(checkpoint_path)
         self.graph = ProbabilityGraph(model_from_checkpoint(ckpt)).eval().to(device)
-        side = int(ckpt["preprocess"]["canvas_px"])
+        side = int(canvas_px or ckpt["preprocess"]["canvas_px"])
         self.input_hw = (side, side)
         self.max_batch = 0
         self.device = device

@@ -193,12 +193,13 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     return final
 
 
-def calibrate_run(run_dir: Path) -> dict:
-    """Re-run the threshold calibration of ``run_dir/model.pt`` on that run's own validation split."""
+def calibrate_run(run_dir: Path, fov_candidates: list[int] | None = None) -> dict:
+    """Re-run the calibration of ``run_dir/model.pt`` (scale among ``fov_candidates``, then threshold) on that
+    run's own validation split."""
     run = Path(run_dir)
     cfg = json.loads((run / "config.json").read_text())
     val_ids = set(json.loads((run / "split.json").read_text())["val"])
     samples = [s for d in cfg["data"] for s in read_spec(d) if s.sample_id in val_ids]
     if not samples:
         raise ValueError(f"{run} has no validation images to calibrate on")
-    return calibrate_threshold(run / "model.pt", samples)
+    return calibrate_threshold(run / "model.pt", samples, fov_candidates)
