@@ -239,3 +239,14 @@ def test_train_calibrate_sets_threshold_from_validation(tmp_path):
     res = CliRunner().invoke(app, ["train", "calibrate", "--run-dir", str(run)])
     assert res.exit_code == 0, res.output
     assert "threshold" in res.output
+
+
+def test_package_list_covers_every_subpackage():
+    """pyproject lists packages explicitly (engines/ travels as retinacli.engines): none may be forgotten."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"retinacli." + p.parent.relative_to(root / "retinacli").as_posix().replace("/", ".")
+             for p in (root / "retinacli").rglob("__init__.py") if p.parent != root / "retinacli"}
+    assert found | {"retinacli", "retinacli.engines"} == listed
