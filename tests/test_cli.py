@@ -250,3 +250,14 @@ def test_package_list_covers_every_subpackage():
     found = {"retinacli." + p.parent.relative_to(root / "retinacli").as_posix().replace("/", ".")
              for p in (root / "retinacli").rglob("__init__.py") if p.parent != root / "retinacli"}
     assert found | {"retinacli", "retinacli.engines"} == listed
+
+
+def test_process_out_that_is_a_file_is_a_clear_error(tmp_path, tiny_model_dir):
+    scans = tmp_path / "scans"
+    write_rgb(scans / "a.png", draw_fundus(120, 128, seed=1))
+    not_a_dir = tmp_path / "results"
+    not_a_dir.write_text("keep me")
+    res = CliRunner().invoke(app, ["process", str(scans), "--out", str(not_a_dir), "--model", str(tiny_model_dir), "-q"])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    assert not_a_dir.read_text() == "keep me"

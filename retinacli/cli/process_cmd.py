@@ -39,7 +39,7 @@ def process(
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
     try:
         result = process_inputs(cfg)
-    except (FileNotFoundError, BackendUnavailable, ValueError) as exc:
+    except (OSError, BackendUnavailable, ValueError) as exc:  # missing input/model, --out not a folder...
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     if result.ignored:
