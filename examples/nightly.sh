@@ -11,6 +11,7 @@ case $code in
   0) echo "retina: all images processed -> $RESULTS" ;;
   3) echo "retina: some images failed; see $RESULTS/report.csv (status=failed)" >&2 ;;
   4) echo "retina: no images found in $SCANS" >&2 ;;
+  130) echo "retina: interrupted; run again with the same --out to resume" >&2 ;;
   *) echo "retina: run failed with exit code $code" >&2 ;;
 esac
 exit $code

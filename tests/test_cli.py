@@ -261,3 +261,29 @@ def test_process_out_that_is_a_file_is_a_clear_error(tmp_path, tiny_model_dir):
     assert res.exit_code == 2
     assert "Traceback" not in res.output
     assert not_a_dir.read_text() == "keep me"
+
+
+def test_process_sigterm_writes_report_and_exits_130(tmp_path, tiny_model_dir):
+    import signal
+    import time
+
+    scans = tmp_path / "scans"
+    for i in range(60):
+        write_rgb(scans / f"e{i:02d}.png", draw_fundus(300, 320, seed=i))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "retinacli.cli.main", "process", str(scans), "--out", str(out),
+                             "--model", str(tiny_model_dir), "--batch-size", "1", "--workers", "1", "--threads", "1",
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / ".retina" / "ledger.sqlite").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        pytest.skip("finished before it could be stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert len(rows) == 60
+    assert {"pending"} <= {r["status"] for r in rows}

@@ -274,3 +274,39 @@ def test_read_mask_16bit_values_are_clipped_not_scaled(tmp_path):
     out = read_mask(path)
     assert out.dtype == np.uint8
     assert out[0, 0] == 1 and out[0, 15] == 3 and out[0, 25] == 255 and out[0, 50] == 0
+
+
+def test_16bit_colour_png_keeps_its_low_bits(tmp_path):
+    """A 12-bit-in-16 RGB PNG must not decode to a near-black image (Pillow alone keeps only the high byte)."""
+    import cv2
+
+    from retinacli.io.decode import decode_image
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 4096, size=(80, 90, 3), dtype=np.uint16)  # 12 bits used
+    arr[0, 0] = 4095
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), arr)
+    rgb = decode_image(path)
+    assert rgb.shape == (80, 90, 3)
+    assert rgb.max() == 255
+    # channel order: OpenCV wrote BGR, so decoded R equals arr[..., 2] scaled to 8 bits
+    assert np.array_equal(rgb[..., 0], (arr[..., 2] >> 4).astype(np.uint8))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_path_orientation_matches_pillow(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from retinacli.io.decode import _ORIENT
+
+    a = np.zeros((4, 6, 3), np.uint8)
+    a[0, 1] = 255
+    a[3, 0] = 128
+    im = Image.fromarray(a)
+    ex = im.getexif()
+    ex[0x0112] = orientation
+    im.save(tmp_path / "o.png", exif=ex.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    got = _ORIENT.get(orientation, lambda x: x)(a)
+    assert np.array_equal(expected, got)

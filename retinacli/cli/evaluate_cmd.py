@@ -27,6 +27,7 @@ def evaluate_vessels_cmd(
     """AUC, ACC, SE, SP, F1 (Dice), IoU inside the FOV against the first observer, per image and pooled."""
     from retinacli.evaluate.vessels import evaluate_vessels, format_table
     from retinacli.io.write import write_text_atomic
+    from retinacli.runtime.base import BackendUnavailable
     from retinacli.train.datasets import DatasetLayoutError, read_spec
 
     models = {}
@@ -38,7 +39,7 @@ def evaluate_vessels_cmd(
     try:
         datasets = {spec: read_spec(spec) for spec in data}
         result = evaluate_vessels(datasets, models, backend, threshold)
-    except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
+    except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     typer.echo(format_table(result.overall))

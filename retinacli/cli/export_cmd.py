@@ -24,13 +24,15 @@ def export_onnx(
     from retinacli.export.onnx_export import ParityError
     from retinacli.io.discover import discover_inputs
 
-    images = [it.path for it in discover_inputs(list(parity_images))] if parity_images else []
+    from retinacli.io.decode import DecodeError
+
     try:
+        images = [it.path for it in discover_inputs(list(parity_images))] if parity_images else []
         meta = export_model_folder(checkpoint, out, images, tolerance, name)
     except ParityError as exc:
         typer.secho(f"parity check failed: {exc}", fg="red", err=True)
         raise typer.Exit(1)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, DecodeError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     p = meta["parity"]

@@ -1,6 +1,7 @@
 """`retina process`: the nightly batch command."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import List
 
@@ -9,15 +10,19 @@ import typer
 from retinacli.cli.defaults import default_model_dir
 
 
+def _terminate(signum, frame):  # SIGTERM -> the same orderly stop as Ctrl-C
+    raise KeyboardInterrupt
+
+
 def process(
     inputs: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; nothing is written anywhere else."),
     model: Path = typer.Option(None, "--model", help="Model folder (model.onnx + metadata.json) or checkpoint .pt. "
                                                      "Default: the shipped engines/vessels."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
-    batch_size: int = typer.Option(4, help="Images per inference batch."),
+    batch_size: int = typer.Option(4, min=1, help="Images per inference batch."),
     threads: int = typer.Option(0, help="Inference threads (0: runtime default)."),
-    workers: int = typer.Option(2, help="Decode and write worker threads."),
+    workers: int = typer.Option(2, min=1, help="Decode and write worker threads."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
                                             help="Also write each vessel probability map (8-bit PNG)."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write an overlay image per input."),
@@ -28,7 +33,7 @@ def process(
     """Vessel masks, overlays, report.csv and run_summary.json for every input image.
 
     Exit codes: 0 all images processed; 3 some inputs failed (see report.csv); 4 no inputs found;
-    2 bad arguments or unusable model.
+    2 bad arguments or unusable model; 130 interrupted (Ctrl-C or SIGTERM; re-run to resume).
     """
     from retinacli.pipeline.config import ProcessConfig
     from retinacli.pipeline.run import EXIT_NO_INPUTS, process_inputs
@@ -37,11 +42,18 @@ def process(
     cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
                         backend=backend, batch_size=batch_size, threads=threads, workers=workers,
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's stop still leaves report + summary
     try:
         result = process_inputs(cfg)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: report.csv lists finished images and 'pending' ones; run the same command "
+                    f"again to resume", fg="yellow", err=True)
+        raise typer.Exit(130)
     except (OSError, BackendUnavailable, ValueError) as exc:  # missing input/model, --out not a folder...
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if result.ignored:
         names = ", ".join(p.name for p in result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else "")
         typer.secho(f"note: {len(result.ignored)} file(s) without an image extension ignored: {names}", err=True)

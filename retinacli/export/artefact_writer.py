@@ -71,7 +71,10 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
         "preprocess": {**pre, "in_graph": "float cast, per-image per-channel standardisation over FOV pixels"},
         "threshold": float(ck["threshold"]),
         "training": {k: ck["provenance"].get(k) for k in ("data", "train_ids", "val_ids", "epoch", "step", "stage1")},
-        "validation_metrics": ck.get("metrics", {}),
+        "training_validation_metrics": {**ck.get("metrics", {}),
+                                        "note": "per-epoch validation during training, at the training scale, on "
+                                                "model canvases; see threshold_calibration for the shipped setting"},
+        "threshold_calibration": ck.get("threshold_calibration"),
         "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", **parity},
         "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt")},
         **(extra_metadata or {}),

@@ -56,7 +56,10 @@ def parity_check(checkpoint: Path, onnx_path: Path, canvases: np.ndarray, tolera
     max_d, sum_d, n_px = 0.0, 0.0, 0
     for i in range(0, len(canvases), batch_size):
         b = canvases[i:i + batch_size]
-        d = np.abs(ref.run(b) - test.run(b))
+        a, t = ref.run(b), test.run(b)
+        if not (np.isfinite(a).all() and np.isfinite(t).all()):
+            raise ParityError("non-finite probabilities (NaN or inf) in the torch or ONNX Runtime output")
+        d = np.abs(a - t)
         max_d = max(max_d, float(d.max()))
         sum_d += float(d.sum())
         n_px += d.size

@@ -54,6 +54,39 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
+def _is_16bit_colour(img: Image.Image, path: Path) -> bool:
+    """True for 16-bit-per-channel colour PNG/TIFF, which Pillow would silently cut to their high bytes."""
+    if img.mode not in ("RGB", "RGBA"):
+        return False
+    if img.format == "PNG":
+        with open(path, "rb") as f:
+            head = f.read(26)
+        return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)  # IHDR bit depth, colour type RGB(A)
+    if img.format == "TIFF":
+        bps = getattr(img, "tag_v2", {}).get(258)
+        return bool(bps) and max(bps if isinstance(bps, tuple) else (bps,)) == 16
+    return False
+
+
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+           8: lambda a: np.rot90(a, 1)}
+
+
+def _read_16bit_colour(path: Path, orientation: int = 1) -> np.ndarray:
+    """16-bit colour PNG/TIFF via OpenCV -> RGB uint8 scaled by the bits actually used (alpha onto black)."""
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3:
+        raise OSError("16-bit colour image could not be decoded")
+    rgb = arr[..., [2, 1, 0]].astype(np.float64)
+    if arr.shape[2] == 4:
+        rgb *= arr[..., 3:4] / 65535.0
+    rgb8 = _to_uint8(np.round(rgb).astype(np.uint16))
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(rgb8))  # EXIF orientation, as Pillow does
+
+
 def decode_image(path: Path) -> np.ndarray:
     """Read ``path`` -> RGB uint8 [H, W, 3], EXIF orientation applied.
 
@@ -71,8 +104,10 @@ def decode_image(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = pil_to_rgb(img)
+                if _is_16bit_colour(img, path):
+                    rgb = _read_16bit_colour(path, int(img.getexif().get(0x0112, 1)))
+                else:
+                    rgb = pil_to_rgb(ImageOps.exif_transpose(img))
     except PermissionError as exc:
         raise DecodeError("unreadable", f"file cannot be read: {exc.strerror}") from None
     except UnidentifiedImageError:

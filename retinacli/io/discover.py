@@ -50,7 +50,10 @@ def discover(inputs: list[Path], exclude: Path | None = None) -> tuple[list[Inpu
                 rel = p.relative_to(root)
                 if any(part.startswith(".") for part in rel.parts):
                     continue
-                if not p.is_file():
+                if p.is_dir():
+                    continue
+                if not p.is_file():  # broken link, FIFO, socket...: listed, never silently dropped
+                    others.append(InputItem(_id_for(p, root), p))
                     continue
                 if excluded is not None and (excluded == p.resolve().parent or excluded in p.resolve().parents):
                     continue

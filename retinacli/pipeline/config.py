@@ -20,3 +20,7 @@ class ProcessConfig:
     overlay: bool = True
     resume: bool = True        # skip inputs already done with the same file and model
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.workers < 1:
+            raise ValueError(f"batch_size and workers must be >= 1 (got {self.batch_size}, {self.workers})")

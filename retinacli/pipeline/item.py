@@ -10,7 +10,7 @@ import numpy as np
 
 from retinacli.io.decode import DecodeError, decode_image
 from retinacli.io.discover import InputItem
-from retinacli.io.write import confined_path, write_image_atomic
+from retinacli.io.write import confined_path, encode_image, write_bytes_atomic
 from retinacli.postprocess.vessels import prob_to_uint8, probs_to_mask, vessel_density
 from retinacli.preprocess.normalise import Prepared, ScaleSpec, from_canvas, prepare
 from retinacli.report.overlay import vessel_overlay
@@ -90,9 +90,10 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
             outputs.append(("overlay", over))
         if save_probabilities:
             outputs.append(("probability", prob_to_uint8(prob)))
-        for key, arr in outputs:
-            rel = folder / OUTPUT_NAMES[key]
-            write_image_atomic(confined_path(out_dir, rel), arr)
+        # encode everything first, so an encoding failure replaces none of an earlier run's outputs
+        encoded = [(folder / OUTPUT_NAMES[key], encode_image(arr, Path(OUTPUT_NAMES[key]).suffix)) for key, arr in outputs]
+        for rel, data in encoded:
+            write_bytes_atomic(confined_path(out_dir, rel), data)
             written.append(rel.as_posix())
         t2 = time.perf_counter()
         row.update(status="ok", reason="", vessel_density=round(density, 5), vessel_threshold=round(threshold, 4),

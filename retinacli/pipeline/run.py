@@ -54,6 +54,13 @@ def _file_key(path: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _non_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def process_inputs(cfg: ProcessConfig) -> RunResult:
     """Run the batch described by ``cfg``. Raises FileNotFoundError / BackendUnavailable before any work
     when the inputs or the model are unusable; per-input problems only ever become rows."""
@@ -62,9 +69,10 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     images, others = discover(cfg.inputs, exclude=out_dir)
     info = read_model_info(cfg.model)
     report_path, summary_path = confined_path(out_dir, REPORT_NAME), confined_path(out_dir, SUMMARY_NAME)
-    if not images:
+    if not images:  # e.g. a share that is not mounted: say so, and never replace an earlier report
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_report_csv([], ROW_FIELDS, report_path)
+        if not report_path.exists():
+            write_report_csv([], ROW_FIELDS, report_path)
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
     backend = create_backend(info, cfg.backend, cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +94,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         if done:
             outs = {o for o in str(done.get("outputs", "")).split(";") if o}
             # skip only when every output this run asks for was written and is still there
-            if wanted(it.image_id) <= outs and all(confined_path(out_dir, o).exists() for o in outs):
+            if wanted(it.image_id) <= outs and all(_non_empty(confined_path(out_dir, o)) for o in outs):
                 continue
         todo.append(it)
     interrupted = False
@@ -147,7 +155,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         raise
     finally:
         bar.close()
-        rows = ledger.rows(order)
+        rows = ledger.rows(order, model_key)
         ledger.close()
         if len(rows) < len(order):  # stopped early: still one row per input, saying what is missing
             have = {r["image_id"] for r in rows}

@@ -42,23 +42,40 @@ def read_model_info(path: Path) -> ModelInfo:
     """Read an artefact folder (or its model.onnx) or a checkpoint .pt -> ModelInfo. Raises FileNotFoundError/ValueError."""
     path = Path(path)
     if path.suffix == ".pt":
-        from retinacli.train.checkpoint import load_checkpoint
-
+        try:
+            from retinacli.train.checkpoint import load_checkpoint
+        except ImportError as exc:
+            raise BackendUnavailable(f"{path} is a torch checkpoint and needs PyTorch: pip install "
+                                     "'retinacli[train]' (or use a model folder with model.onnx)") from exc
         ck = load_checkpoint(path)
         meta = {k: v for k, v in ck.items() if k not in ("state_dict", "optimizer", "rng", "torch_rng")}
-        return ModelInfo(ck["model"]["name"], path, int(ck["preprocess"]["canvas_px"]),
-                         int(ck["preprocess"]["fov_diameter_px"]), float(ck["threshold"]), sha256_file(path), meta)
+        try:
+            return ModelInfo(ck["model"]["name"], path, int(ck["preprocess"]["canvas_px"]),
+                             int(ck["preprocess"]["fov_diameter_px"]), float(ck["threshold"]), sha256_file(path), meta)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: checkpoint lacks {exc}") from None
     folder = path.parent if path.suffix == ".onnx" else path
     meta_path = folder / "metadata.json"
     onnx_path = path if path.suffix == ".onnx" else folder / "model.onnx"
     if not meta_path.exists() or not onnx_path.exists():
         raise FileNotFoundError(f"{folder} is not a model folder: it needs model.onnx and metadata.json")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
     if meta.get("format") != METADATA_FORMAT:
         raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r} (expected {METADATA_FORMAT})")
-    pre = meta["preprocess"]
-    return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
-                     float(meta["threshold"]), sha256_file(onnx_path), meta)
+    digest = sha256_file(onnx_path)
+    expected = (meta.get("sha256") or {}).get("model.onnx")
+    if expected and expected != digest:
+        raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
+                         "or edited; export it again")
+    try:
+        pre = meta["preprocess"]
+        return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
+                         float(meta["threshold"]), digest, meta)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
 
 
 def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0) -> Backend:

@@ -22,7 +22,10 @@ class OnnxRuntimeBackend:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()
         providers = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail...)
+            raise BackendUnavailable(f"ONNX Runtime cannot load {onnx_path}: {exc}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
