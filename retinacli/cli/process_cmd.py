@@ -42,18 +42,22 @@ def process(
     cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
                         backend=backend, batch_size=batch_size, threads=threads, workers=workers,
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
-    previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's stop still leaves report + summary
+    try:  # a scheduler's stop (SIGTERM) still leaves report + summary; only possible on the main thread
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        previous = None
     try:
         result = process_inputs(cfg)
     except KeyboardInterrupt:
-        typer.secho(f"interrupted: report.csv lists finished images and 'pending' ones; run the same command "
-                    f"again to resume", fg="yellow", err=True)
+        typer.secho("interrupted: report.csv lists finished images and 'pending' ones; run the same command "
+                    "again to resume", fg="yellow", err=True)
         raise typer.Exit(130)
     except (OSError, BackendUnavailable, ValueError) as exc:  # missing input/model, --out not a folder...
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if result.ignored:
         names = ", ".join(p.name for p in result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else "")
         typer.secho(f"note: {len(result.ignored)} file(s) without an image extension ignored: {names}", err=True)
