@@ -34,6 +34,15 @@ class ScoreHistogram:
         self.pos += np.bincount(b[lab], minlength=N_BINS)
         self.neg += np.bincount(b[~lab], minlength=N_BINS)
 
+    def merge(self, other: "ScoreHistogram") -> None:
+        """Add another histogram's counts (pool per-image histograms without binning twice)."""
+        self.pos += other.pos
+        self.neg += other.neg
+
+    def f1_at(self, threshold: float) -> float:
+        """F1 when predicting prob >= threshold (threshold snapped to the bin grid)."""
+        return float(self.f1_curve()[int(np.ceil(threshold * (N_BINS - 1) - 0.5))])
+
     def auc(self) -> float:
         """Area under the ROC curve (ties count one half)."""
         n_pos, n_neg = self.pos.sum(), self.neg.sum()
@@ -94,6 +103,12 @@ class Confusion:
     fp: int = 0
     tn: int = 0
     fn: int = 0
+
+    def merge(self, other: "Confusion") -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.tn += other.tn
+        self.fn += other.fn
 
     def add(self, pred: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None) -> None:
         pred = np.asarray(pred, dtype=bool)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from retinacli.metrics import Confusion, ScoreHistogram, segmentation_metrics
+from retinacli.metrics import Confusion, ScoreHistogram
 from retinacli.preprocess.normalise import ScaleSpec, from_canvas, prepare
 from retinacli.runtime.artefact import create_backend, read_model_info
 from retinacli.train.datasets import Sample, load_fov, load_image, load_vessel_label
@@ -35,6 +35,27 @@ def predict_full_resolution(backend, spec: ScaleSpec, rgb: np.ndarray) -> tuple[
     return from_canvas(prob, prep.transform), prep.fov_mask
 
 
+def score_samples(backend, spec: ScaleSpec, samples: list[Sample], threshold: float,
+                  on_image=None) -> tuple[ScoreHistogram, Confusion]:
+    """Run ``backend`` on each sample as `retina process` does and score it at full resolution inside the
+    dataset FOV (the estimated FOV where the dataset has none). Returns the pooled histogram and confusion;
+    ``on_image(sample, metrics)`` receives each image's own AUC/ACC/SE/SP/F1/IoU."""
+    pooled_hist, pooled_conf = ScoreHistogram(), Confusion()
+    for s in samples:
+        label = load_vessel_label(s)
+        prob, est_fov = predict_full_resolution(backend, spec, load_image(s))
+        fov = load_fov(s)
+        fov = est_fov if fov is None else fov
+        hist, conf = ScoreHistogram(), Confusion()
+        hist.add(prob, label, fov)
+        conf.add(prob >= threshold, label, fov)
+        pooled_hist.merge(hist)
+        pooled_conf.merge(conf)
+        if on_image is not None:
+            on_image(s, {"AUC": hist.auc(), **conf.metrics()})
+    return pooled_hist, pooled_conf
+
+
 def evaluate_vessels(datasets: dict[str, list[Sample]], models: dict[str, Path], backend: str = "auto",
                      threshold: float | None = None, progress: bool = True) -> VesselEvaluation:
     """Score every model on every dataset. ``threshold`` overrides the models' own default thresholds."""
@@ -46,17 +67,9 @@ def evaluate_vessels(datasets: dict[str, list[Sample]], models: dict[str, Path],
         be = create_backend(info, backend)
         spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
         for ds_name, samples in datasets.items():
-            hist, conf = ScoreHistogram(), Confusion()
-            for s in tqdm(samples, desc=f"{model_name} on {ds_name}", unit="img", disable=not progress):
-                rgb = load_image(s)
-                label = load_vessel_label(s)
-                prob, est_fov = predict_full_resolution(be, spec, rgb)
-                fov = load_fov(s)
-                fov = est_fov if fov is None else fov
-                hist.add(prob, label, fov)
-                conf.add(prob >= thr, label, fov)
-                m = segmentation_metrics(prob, label, fov, thr)
-                per_image.append({"model": model_name, "dataset": ds_name, "image": s.sample_id, **m})
+            bar = tqdm(samples, desc=f"{model_name} on {ds_name}", unit="img", disable=not progress)
+            hist, conf = score_samples(be, spec, bar, thr, lambda s, m: per_image.append(
+                {"model": model_name, "dataset": ds_name, "image": s.sample_id, **m}))
             overall.append({"model": model_name, "dataset": ds_name, "images": len(samples), "AUC": hist.auc(),
                             **conf.metrics(), "threshold": thr})
         be.close()

@@ -63,7 +63,3 @@ def encode_image(array: np.ndarray, ext: str, jpeg_quality: int = 90) -> bytes:
     if not ok:
         raise OSError(f"could not encode image as {ext}")
     return buf.tobytes()
-
-
-def write_image_atomic(path: Path, array: np.ndarray) -> None:
-    write_bytes_atomic(path, encode_image(array, Path(path).suffix.lower()))

@@ -46,11 +46,10 @@ class Ledger:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (image_id, path, file_size, file_mtime_ns, model_key, row["status"], json.dumps(row, default=str)))
 
-    def rows(self, image_ids: list[str], model_key: str) -> list[dict]:
-        """Stored rows for these ids made with ``model_key``, in the given order (other ids are left out)."""
-        got = {k: json.loads(v) for k, v in
-               self.conn.execute("SELECT image_id, row_json FROM items WHERE model_key=?", (model_key,))}
-        return [got[i] for i in image_ids if i in got]
+    def rows(self, model_key: str) -> dict[str, dict]:
+        """Stored rows made with ``model_key``, by image id."""
+        return {k: json.loads(v) for k, v in
+                self.conn.execute("SELECT image_id, row_json FROM items WHERE model_key=?", (model_key,))}
 
     def close(self) -> None:
         self.conn.close()

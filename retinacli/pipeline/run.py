@@ -29,6 +29,7 @@ EXIT_OK = 0             # every image input processed
 EXIT_SOME_FAILED = 3    # the run finished, but one or more inputs failed (see report.csv 'reason')
 EXIT_NO_INPUTS = 4      # no image files were found in the inputs
 LEDGER_NAME = ".retina/ledger.sqlite"
+PENDING_REASON = "the run stopped before this image; run the same command again to resume"
 REPORT_NAME = "report.csv"
 SUMMARY_NAME = "run_summary.json"
 
@@ -80,7 +81,6 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     model_key = f"{info.sha256}:thr={info.threshold!r}"
     spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
-    order = [it.image_id for it in images]
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
 
     def wanted(image_id: str) -> set[str]:
@@ -155,22 +155,16 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         raise
     finally:
         bar.close()
-        rows = ledger.rows(order, model_key)
+        stored = ledger.rows(model_key)
         ledger.close()
-        if len(rows) < len(order):  # stopped early: still one row per input, saying what is missing
-            have = {r["image_id"] for r in rows}
-            by_id = {it.image_id: it for it in images}
-            rows = rows + [dict(base_row(by_id[i]), status="pending",
-                                reason="the run stopped before this image; run the same command again to resume")
-                           for i in order if i not in have]
-            position = {i: n for n, i in enumerate(order)}
-            rows.sort(key=lambda r: position[r["image_id"]])
+        # one row per input, in input order; an input this run did not reach (stopped early) says so
+        rows = [stored.get(it.image_id) or dict(base_row(it), status="pending", reason=PENDING_REASON)
+                for it in images]
         write_report_csv(rows, ROW_FIELDS, report_path)
         model = {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
                  "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px}
         summary = build_summary(rows, model, backend.name, started, _utc(), time.perf_counter() - t_start,
                                 interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
-                                              "processed_this_run": len(todo),
                                               "ignored_non_image_files": [str(it.path) for it in others]})
         write_summary(summary, summary_path)
         backend.close()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from retinacli.evaluate.vessels import predict_full_resolution
+from retinacli.evaluate.vessels import score_samples
 from retinacli.metrics import ScoreHistogram, threshold_for_mean_f1
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.runtime.torch_backend import TorchBackend
 from retinacli.train.checkpoint import load_checkpoint, save_checkpoint
-from retinacli.train.datasets import Sample, load_fov, load_image, load_vessel_label
+from retinacli.train.datasets import Sample, group_by_dataset
 
 CANVAS_MARGIN_PX = 32  # canvas side = FOV diameter + margin, rounded up to a multiple of 16
 
@@ -25,25 +25,10 @@ def canvas_for(fov_diameter_px: int) -> int:
     return int(-(-(fov_diameter_px + CANVAS_MARGIN_PX) // 16) * 16)
 
 
-def group_by_dataset(samples: list[Sample]) -> dict[str, list[Sample]]:
-    groups: dict[str, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.sample_id.split("/")[0], []).append(s)
-    return groups
-
-
 def _histograms(checkpoint: Path, groups: dict[str, list[Sample]], canvas_px: int, fov_px: int) -> list[ScoreHistogram]:
     backend = TorchBackend(checkpoint, canvas_px=canvas_px)
     spec = ScaleSpec(canvas_px, fov_px)
-    hists = []
-    for group in groups.values():
-        hist = ScoreHistogram()
-        for s in group:
-            prob, est_fov = predict_full_resolution(backend, spec, load_image(s))
-            fov = load_fov(s)
-            hist.add(prob, load_vessel_label(s), est_fov if fov is None else fov)
-        hists.append(hist)
-    return hists
+    return [score_samples(backend, spec, group, threshold=0.5)[0] for group in groups.values()]
 
 
 def calibrate_threshold(checkpoint: Path, samples: list[Sample], fov_candidates: list[int] | None = None) -> dict:

@@ -126,6 +126,14 @@ def read_spec(spec: str) -> list[Sample]:
     return samples
 
 
+def group_by_dataset(samples: list[Sample]) -> dict[str, list[Sample]]:
+    """Samples grouped by dataset (the id prefix before '/'), in first-seen order."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.sample_id.split("/")[0], []).append(s)
+    return groups
+
+
 def load_vessel_label(sample: Sample) -> np.ndarray:
     """Binary vessel ground truth bool [H, W] for a sample (first observer)."""
     return read_mask(sample.label) > 0

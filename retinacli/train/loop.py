@@ -28,18 +28,18 @@ METRIC_FIELDS = ["epoch", "step", "seconds", "train_loss", "val_auc", "val_f1_at
 
 
 @torch.no_grad()
-def predict_canvas(model: torch.nn.Module, image: np.ndarray, key: str = "logits") -> np.ndarray:
-    """Model (eval) on one canvas image uint8 [S,S,3] -> probability float32 [S,S] of output ``key``."""
+def predict_canvas(model: torch.nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Model (eval) on one canvas image uint8 [S,S,3] -> {"logits", "stage1_logits": probability float32 [S,S]}."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     out = model.forward_all(standardise_in_fov(x))
-    return torch.sigmoid(out[key])[0, 0].numpy()
+    return {k: torch.sigmoid(out[k])[0, 0].numpy() for k in ("logits", "stage1_logits")}
 
 
 def compute_error_maps(stage1: torch.nn.Module, samples: list[CanvasSample], threshold: float) -> list[np.ndarray]:
     """ERA-Net error map per sample: E = 1 where ground truth is vessel but stage 1 says background."""
     maps = []
     for s in tqdm(samples, desc="stage-1 error maps", unit="img"):
-        prob = predict_canvas(stage1, s.image)
+        prob = predict_canvas(stage1, s.image)["logits"]
         maps.append((s.label & (prob < threshold) & s.fov).astype(np.uint8))
     return maps
 
@@ -48,17 +48,12 @@ def validate(model: torch.nn.Module, samples: list[CanvasSample]) -> dict[str, f
     model.eval()
     hist, hist1 = ScoreHistogram(), ScoreHistogram()
     for s in samples:
-        x = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
-        with torch.no_grad():
-            out = model.forward_all(standardise_in_fov(x))
-        hist.add(torch.sigmoid(out["logits"])[0, 0].numpy(), s.label, s.fov)
-        hist1.add(torch.sigmoid(out["stage1_logits"])[0, 0].numpy(), s.label, s.fov)
+        probs = predict_canvas(model, s.image)
+        hist.add(probs["logits"], s.label, s.fov)
+        hist1.add(probs["stage1_logits"], s.label, s.fov)
     thr, best_f1 = hist.best_threshold()
-    pos_at = hist.pos[int(0.5 * 65535):].sum()
-    fp_at = hist.neg[int(0.5 * 65535):].sum()
-    f1_05 = 2 * pos_at / max(2 * pos_at + fp_at + (hist.pos.sum() - pos_at), 1)
     model.train()
-    return {"val_auc": hist.auc(), "val_f1_at_0.5": float(f1_05), "val_best_f1": best_f1,
+    return {"val_auc": hist.auc(), "val_f1_at_0.5": hist.f1_at(0.5), "val_best_f1": best_f1,
             "val_best_threshold": thr, "val_stage1_auc": hist1.auc()}
 
 

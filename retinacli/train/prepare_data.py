@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retinacli.preprocess.normalise import ScaleSpec, prepare, to_canvas
-from retinacli.train.datasets import Sample, load_image, load_vessel_label
+from retinacli.train.datasets import Sample, group_by_dataset, load_image, load_vessel_label
 
 
 @dataclass
@@ -38,11 +38,8 @@ def split_train_val(samples: list[Sample], val_every: int) -> tuple[list[Sample]
     """Every ``val_every``-th sample of each dataset (by id prefix) goes to validation, starting with the last."""
     if val_every <= 0:
         return samples, []
-    groups: dict[str, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.sample_id.split("/")[0], []).append(s)
     train, val = [], []
-    for group in groups.values():
+    for group in group_by_dataset(samples).values():
         for i, s in enumerate(reversed(group)):
             (val if i % val_every == 0 and len(group) > 1 else train).append(s)
     return train, val
