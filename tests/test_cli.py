@@ -239,6 +239,15 @@ def test_train_calibrate_sets_threshold_from_validation(tmp_path):
     res = CliRunner().invoke(app, ["train", "calibrate", "--run-dir", str(run)])
     assert res.exit_code == 0, res.output
     assert "threshold" in res.output
+    # --checkpoint last: the final epoch becomes model.pt (without optimizer/RNG state), then is calibrated
+    last = torch.load(run / "last.pt", weights_only=False)
+    res = CliRunner().invoke(app, ["train", "calibrate", "--run-dir", str(run), "--checkpoint", "last"])
+    assert res.exit_code == 0, res.output
+    ck = torch.load(run / "model.pt", weights_only=False)
+    assert all(torch.equal(ck["state_dict"][k], last["state_dict"][k]) for k in last["state_dict"])
+    assert "optimizer" not in ck and "rng" not in ck and "threshold_calibration" in ck
+    res = CliRunner().invoke(app, ["train", "calibrate", "--run-dir", str(run), "--checkpoint", "first"])
+    assert res.exit_code == 2 and "checkpoint must be" in res.output
 
 
 def test_package_list_covers_every_subpackage():

@@ -11,6 +11,7 @@ from conftest import TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX, build_tiny_checkpoint
 from retinacli.export import artefact_writer
 from retinacli.export.artefact_writer import export_model_folder, parity_canvases
 from retinacli.export.onnx_export import ParityError, parity_check
+from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.runtime.artefact import METADATA_FORMAT, read_model_info, sha256_file
 from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -64,7 +65,7 @@ def test_onnx_has_dynamic_batch(tiny_model_dir, batch):
 
 def test_parity_canvases_include_given_images_and_noise(tmp_path):
     img = write_rgb(tmp_path / "a.png", draw_fundus(110, 130, seed=4))
-    canv = parity_canvases([img], TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX)
+    canv = parity_canvases([img], ScaleSpec(TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX))
     assert canv.shape == (3, 3, TINY_CANVAS_PX, TINY_CANVAS_PX) and canv.dtype == np.uint8
     # the noise canvases are black outside the FOV disc (corners)
     assert canv[1:, :, 0, 0].max() == 0 and canv[1:, :, -1, -1].max() == 0
@@ -72,7 +73,7 @@ def test_parity_canvases_include_given_images_and_noise(tmp_path):
 
 
 def test_parity_passes_for_own_export(tiny_checkpoint, tiny_model_dir):
-    canv = parity_canvases([], TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX, seed=7)
+    canv = parity_canvases([], ScaleSpec(TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX), seed=7)
     res = parity_check(tiny_checkpoint, tiny_model_dir / "model.onnx", canv)
     assert res["passed"] and res["images"] == 2 and res["max_abs_diff"] <= 1e-4
 
@@ -81,7 +82,7 @@ def test_parity_fails_against_another_checkpoints_onnx(tiny_checkpoint, tmp_path
     other_ck = build_tiny_checkpoint(tmp_path / "other.pt", seed=123)
     other_dir = tmp_path / "other"
     export_model_folder(other_ck, other_dir, [])
-    canv = parity_canvases([], TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX)
+    canv = parity_canvases([], ScaleSpec(TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX))
     with pytest.raises(ParityError, match="max"):
         parity_check(tiny_checkpoint, other_dir / "model.onnx", canv)
 

@@ -91,25 +91,31 @@ def train_refine_cmd(
 @app.command("calibrate")
 def train_calibrate_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="A finished run folder (model.pt, config.json, split.json)."),
-    fov_candidates: str = typer.Option("", help="Comma-separated FOV diameters (model pixels) to try as the inference "
-                                                "scale, e.g. 640,800; the best mean validation AUC wins. "
-                                                "Default: keep the trained scale."),
+    fov_candidates: str = typer.Option("", help="Comma-separated inference scales to try: N = every FOV drawn N model px "
+                                                "across; MIN-MAX = each image keeps its own FOV diameter clipped to "
+                                                "[MIN, MAX] (canvas sized for MAX). E.g. 800,1024,800-1024; the best "
+                                                "mean validation AUC wins. Default: keep the current scale."),
+    checkpoint: str = typer.Option("model", help="model: calibrate model.pt (best validation F1); last: make the "
+                                                 "final epoch (last.pt) the run's model.pt first, then calibrate it."),
 ) -> None:
     """Recompute the default threshold (and optionally the inference scale) of RUN_DIR/model.pt on the run's
     validation images, at full resolution: threshold = max mean F1 over the validation datasets. The threshold
     part runs automatically at the end of training."""
+    from retinacli.train.calibrate import parse_scale_candidates
     from retinacli.train.datasets import DatasetLayoutError
     from retinacli.train.loop import calibrate_run
 
     try:
-        info = calibrate_run(run_dir, [int(v) for v in fov_candidates.split(",") if v.strip()] or None)
+        info = calibrate_run(run_dir, parse_scale_candidates(fov_candidates) or None, checkpoint)
     except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     f1 = ", ".join(f"{k} {v:.4f}" for k, v in info["per_dataset_f1"].items())
     for row in info["scale_search"]:
         aucs = ", ".join(f"{k} {v:.4f}" for k, v in row["per_dataset_auc"].items())
-        typer.echo(f"FOV {row['fov_diameter_px']} px (canvas {row['canvas_px']}): validation AUC {aucs}; "
+        typer.echo(f"FOV {row['label']} px (canvas {row['canvas_px']}): validation AUC {aucs}; "
                    f"mean {row['mean_auc']:.4f}")
-    typer.echo(f"inference scale: FOV {info['fov_diameter_px']} px; threshold {info['previous_threshold']:.4f} -> "
+    lo = info["min_fov_diameter_px"]
+    scale = f"{info['fov_diameter_px']}" if lo is None else f"{lo}-{info['fov_diameter_px']} (each image's own, clipped)"
+    typer.echo(f"inference scale: FOV {scale} px; threshold {info['previous_threshold']:.4f} -> "
                f"{info['threshold']:.4f} (validation F1: {f1})")

@@ -65,7 +65,7 @@ def evaluate_vessels(datasets: dict[str, list[Sample]], models: dict[str, Path],
         thr = info.threshold if threshold is None else threshold
         thresholds[model_name] = thr
         be = create_backend(info, backend)
-        spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
+        spec = info.scale_spec()
         for ds_name, samples in datasets.items():
             bar = tqdm(samples, desc=f"{model_name} on {ds_name}", unit="img", disable=not progress)
             hist, conf = score_samples(be, spec, bar, thr, lambda s, m: per_image.append(

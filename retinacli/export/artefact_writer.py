@@ -10,20 +10,20 @@ import numpy as np
 from retinacli import __version__
 from retinacli.export.onnx_export import parity_check, torch_to_onnx
 from retinacli.io.decode import decode_image
-from retinacli.preprocess.normalise import ScaleSpec, prepare
+from retinacli.preprocess.normalise import ScaleSpec, prepare, scale_spec_of
 from retinacli.runtime.artefact import METADATA_FORMAT, sha256_file
 
 
-def parity_canvases(images: list[Path], canvas_px: int, fov_diameter_px: int, seed: int = 0) -> np.ndarray:
+def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.ndarray:
     """Canvases uint8 [N, 3, S, S] for the parity check: the given images prepared as in `retina process`,
-    plus two random-noise canvases (so the check never runs on nothing)."""
-    spec = ScaleSpec(canvas_px, fov_diameter_px)
+    plus two random-noise canvases with the largest FOV (so the check never runs on nothing)."""
     out = [prepare(decode_image(p), spec).canvas.transpose(2, 0, 1) for p in images]
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:canvas_px, :canvas_px]
-    disc = (yy - canvas_px / 2) ** 2 + (xx - canvas_px / 2) ** 2 < (fov_diameter_px / 2) ** 2
+    side = spec.canvas_px
+    yy, xx = np.mgrid[:side, :side]
+    disc = (yy - side / 2) ** 2 + (xx - side / 2) ** 2 < (spec.fov_diameter_px / 2) ** 2
     for _ in range(2):
-        noise = rng.integers(1, 256, size=(3, canvas_px, canvas_px), dtype=np.uint8) * disc
+        noise = rng.integers(1, 256, size=(3, side, side), dtype=np.uint8) * disc
         out.append(noise.astype(np.uint8))
     return np.stack(out)
 
@@ -44,7 +44,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     staged_onnx = out_dir / "model.staged.onnx"
     torch_to_onnx(checkpoint, staged_onnx)
     try:
-        canv = parity_canvases(parity_images, int(pre["canvas_px"]), int(pre["fov_diameter_px"]))
+        canv = parity_canvases(parity_images, scale_spec_of(pre))
         parity = parity_check(checkpoint, staged_onnx, canv, tolerance)
     except Exception:
         staged_onnx.unlink(missing_ok=True)
@@ -65,7 +65,9 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
         "parameters": count_parameters(model),
         "input": {"name": "image", "dtype": "uint8", "layout": "NCHW", "channels": "RGB",
                   "height": int(pre["canvas_px"]), "width": int(pre["canvas_px"]), "batch": "dynamic",
-                  "note": "FOV-centred canvas, FOV diameter fov_diameter_px, black outside the FOV"},
+                  "note": "FOV-centred canvas, black outside the FOV; FOV diameter fov_diameter_px, or the "
+                          "image's own FOV diameter clipped to [min_fov_diameter_px, fov_diameter_px] when "
+                          "min_fov_diameter_px is set (preprocess)"},
         "output": {"name": "prob", "dtype": "float32", "shape": "[N, 1, H, W]", "meaning": "vessel probability"},
         "preprocess": {**pre, "in_graph": "float cast, per-image per-channel standardisation over FOV pixels"},
         "threshold": float(ck["threshold"]),

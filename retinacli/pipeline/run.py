@@ -20,7 +20,6 @@ from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
 from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, Loaded, base_row, finish_item, item_dir, load_item
 from retinacli.pipeline.ledger import Ledger
-from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
 from retinacli.runtime.artefact import create_backend, read_model_info
@@ -79,7 +78,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     # what makes an earlier result reusable: the same model file and the same threshold
     model_key = f"{info.sha256}:thr={info.threshold!r}"
-    spec = ScaleSpec(info.canvas_px, info.fov_diameter_px)
+    spec = info.scale_spec()
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
 

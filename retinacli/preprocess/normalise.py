@@ -16,10 +16,34 @@ from retinacli.preprocess.fov import FovCircle, estimate_fov, fov_circle
 
 @dataclass(frozen=True)
 class ScaleSpec:
-    """Model-space geometry: canvas side and FOV diameter, in model pixels."""
+    """Model-space geometry: canvas side and FOV diameter, in model pixels.
+
+    ``min_fov_diameter_px`` (optional) makes the scale follow the image: the FOV is drawn at its own diameter
+    in input pixels, clipped to [min_fov_diameter_px, fov_diameter_px], so a small photograph is not blown up
+    beyond what it holds and a large one is shrunk to ``fov_diameter_px``. None: always ``fov_diameter_px``.
+    The canvas side stays ``canvas_px`` either way (one input shape for every runtime).
+    """
 
     canvas_px: int = 672
     fov_diameter_px: int = 640
+    min_fov_diameter_px: int | None = None
+
+    def __post_init__(self) -> None:
+        lo = self.min_fov_diameter_px
+        if lo is not None and not 0 < lo <= self.fov_diameter_px:
+            raise ValueError(f"min_fov_diameter_px {lo} must be in (0, fov_diameter_px={self.fov_diameter_px}]")
+
+    def model_fov_diameter_px(self, input_fov_diameter_px: float) -> float:
+        """FOV diameter on the canvas (model px) for an input whose FOV circle is this wide (input px)."""
+        if self.min_fov_diameter_px is None:
+            return float(self.fov_diameter_px)
+        return float(min(max(input_fov_diameter_px, self.min_fov_diameter_px), self.fov_diameter_px))
+
+
+def scale_spec_of(preprocess: dict) -> ScaleSpec:
+    """The ScaleSpec recorded in a checkpoint's or metadata's ``preprocess`` block."""
+    lo = preprocess.get("min_fov_diameter_px")
+    return ScaleSpec(int(preprocess["canvas_px"]), int(preprocess["fov_diameter_px"]), None if lo is None else int(lo))
 
 
 @dataclass(frozen=True)
@@ -53,8 +77,9 @@ class Prepared:
 
 
 def make_transform(circle: FovCircle, h: int, w: int, spec: ScaleSpec) -> Transform:
-    """Transform putting the FOV circle's centre at the canvas centre with diameter spec.fov_diameter_px."""
-    scale = spec.fov_diameter_px / max(circle.diameter_px, 1.0)
+    """Transform putting the FOV circle's centre at the canvas centre with diameter
+    ``spec.model_fov_diameter_px(circle.diameter_px)``."""
+    scale = spec.model_fov_diameter_px(circle.diameter_px) / max(circle.diameter_px, 1.0)
     centre = spec.canvas_px / 2.0
     # continuous coords: u_out = u_in * scale + (centre - cx * scale); the matrix acts on pixel indices (u - 0.5)
     tx = centre - (circle.cx) * scale - 0.5 + 0.5 * scale

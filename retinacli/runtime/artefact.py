@@ -29,6 +29,12 @@ class ModelInfo:
     sha256: str
     metadata: dict
 
+    def scale_spec(self):
+        """The ``preprocess.normalise.ScaleSpec`` this model expects its inputs prepared with."""
+        from retinacli.preprocess.normalise import scale_spec_of
+
+        return scale_spec_of(self.metadata["preprocess"])
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

@@ -42,6 +42,17 @@ def save_checkpoint(ckpt: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+TRAINING_STATE_KEYS = ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")
+
+
+def promote_checkpoint(src: Path, dst: Path) -> None:
+    """Copy checkpoint ``src`` (e.g. the resumable ``last.pt``) to ``dst`` without its training state."""
+    ck = torch.load(Path(src), map_location="cpu", weights_only=False)
+    for k in TRAINING_STATE_KEYS:
+        ck.pop(k, None)
+    save_checkpoint(ck, dst)
+
+
 def load_checkpoint(path: Path) -> dict:
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -16,8 +16,9 @@ from retinacli.models.normalise import standardise_in_fov
 from retinacli.models.registry import count_parameters, create_model
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.train.augment import sample_patch
-from retinacli.train.calibrate import calibrate_threshold
-from retinacli.train.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
+from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, promote_checkpoint,
+                                        save_checkpoint)
 from retinacli.train.config import TrainConfig
 from retinacli.train.datasets import read_spec
 from retinacli.train.losses import attention_mse_loss, bce_dice_loss
@@ -175,11 +176,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
                          "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
                          "best_f1": best_f1, "seconds": elapsed}, last_path)
     final = run / "model.pt"
-    src = run / "best.pt" if (run / "best.pt").exists() else last_path
-    ck = torch.load(src, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds"):
-        ck.pop(k, None)
-    save_checkpoint(ck, final)
+    promote_checkpoint(run / "best.pt" if (run / "best.pt").exists() else last_path, final)
     if val_s:
         info = calibrate_threshold(final, val_s)
         if progress:
@@ -188,10 +185,17 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     return final
 
 
-def calibrate_run(run_dir: Path, fov_candidates: list[int] | None = None) -> dict:
+def calibrate_run(run_dir: Path, fov_candidates: list[ScaleCandidate] | None = None, checkpoint: str = "model") -> dict:
     """Re-run the calibration of ``run_dir/model.pt`` (scale among ``fov_candidates``, then threshold) on that
-    run's own validation split."""
+    run's own validation split. ``checkpoint``: "model" keeps model.pt (the best validation F1); "last" first
+    makes the final epoch (last.pt, without its training state) the run's model.pt."""
     run = Path(run_dir)
+    if checkpoint not in ("model", "last"):
+        raise ValueError(f"checkpoint must be 'model' or 'last', not {checkpoint!r}")
+    if checkpoint == "last":
+        if not (run / "last.pt").exists():
+            raise FileNotFoundError(f"{run} has no last.pt")
+        promote_checkpoint(run / "last.pt", run / "model.pt")
     cfg = json.loads((run / "config.json").read_text())
     val_ids = set(json.loads((run / "split.json").read_text())["val"])
     samples = [s for d in cfg["data"] for s in read_spec(d) if s.sample_id in val_ids]
