@@ -328,3 +328,23 @@ def test_interrupted_run_still_lists_every_input(tmp_path, tiny_model_dir, monke
     assert summary["interrupted"] is True
     monkeypatch.setattr(run_mod, "finish_item", real)
     assert process_inputs(cfg).exit_code == EXIT_OK
+
+
+def test_report_carries_the_quality_verdict(tiny_model_dir, tmp_path):
+    """Every processed image gets a quality verdict; a dark photo is still processed (mask for review) but is
+    ungradable with its reason, and failed inputs carry no verdict."""
+    src = tmp_path / "in"
+    write_rgb(src / "good.png", draw_fundus(560, 560, seed=1))  # FOV >= 250 px: not low_resolution
+    write_rgb(src / "dark.png", (draw_fundus(560, 560, seed=2) * 0.08).astype(np.uint8))
+    (src / "broken.png").write_text("not a picture")
+    out = tmp_path / "out"
+    res = run(src, out, tiny_model_dir)
+    assert res.exit_code == EXIT_SOME_FAILED
+    rows = {r["image_id"]: r for r in read_report(out)}
+    assert rows["dark.png"]["status"] == "ok" and (out / "dark.png" / "vessels.png").exists()
+    assert rows["dark.png"]["quality"] == "ungradable"
+    assert rows["dark.png"]["quality_reason"].startswith("too_dark:")
+    assert "ungradable" in rows["dark.png"]["quality_flags"].split(";")
+    assert rows["broken.png"]["quality"] == "" and rows["broken.png"]["status"] == "failed"
+    assert float(rows["good.png"]["q_green_mean"]) > float(rows["dark.png"]["q_green_mean"])
+    assert rows["good.png"]["quality"] in ("gradable", "ungradable")  # synthetic: the verdict exists

@@ -79,6 +79,7 @@ def test_process_drive_test_writes_20_masks(tmp_path):
         mask = Image.open(tmp_path / "out" / r["image_id"] / "vessels.png")
         assert mask.size == (565, 584)
         assert 0.05 < float(r["vessel_density"]) < 0.25
+        assert r["quality"] == "gradable" and r["quality_reason"] == "", r  # issue 4: every DRIVE image gradable
 
 
 @needs_data
@@ -102,6 +103,17 @@ def test_process_edge_cases_one_row_per_file_and_clear_reasons(tmp_path):
         w, h = Image.open(tmp_path / "out" / name / "vessels.png").size
         assert (w, h) == (int(r["width"]), int(r["height"]))
     assert rows["drive21_exif_orientation6.jpg"]["width"] == "584"  # rotated by its EXIF tag
+    # quality gate (issue 4): poor and non-colour images are processed (masks for review) but ungradable
+    ungradable = {"chase01L_blur_sigma12.jpg": "blur", "chase01L_underexposed_x0.15.jpg": "too_dark",
+                  "chase01L_overexposed_x3.jpg": "too_bright", "drive21_grayscale_L.png": "ood_not_cfp",
+                  "drive21_16bit_gray.png": "ood_not_cfp", "drive21_gray_as_rgb.jpg": "ood_not_cfp"}
+    for name, code in ungradable.items():
+        assert rows[name]["quality"] == "ungradable" and rows[name]["quality_reason"].startswith(code + ":"), rows[name]
+    for name in ("drive21_cmyk.jpg", "drive21_rgba.png", "drive21_exif_orientation6.jpg",
+                 "drive21_png_with_jpg_extension.jpg"):
+        assert rows[name]["quality"] == "gradable", rows[name]
+    for name in broken:
+        assert rows[name]["quality"] == "", rows[name]  # never decoded: no verdict, the reason says why
 
 
 @needs_data
@@ -127,6 +139,6 @@ def test_shipped_onnx_matches_torch_on_drive():
 
     info = read_model_info(MODEL)
     imgs = sorted((DATA / "DRIVE" / "test" / "images").glob("*.tif"))[:3]
-    canv = parity_canvases(imgs, info.canvas_px, info.fov_diameter_px)
+    canv = parity_canvases(imgs, info.scale_spec())
     result = parity_check(MODEL / "model.pt", MODEL / "model.onnx", canv, tolerance=1e-4)
     assert result["max_abs_diff"] <= 1e-4

@@ -11,13 +11,16 @@ import numpy as np
 from retinacli.io.decode import DecodeError, decode_image
 from retinacli.io.discover import InputItem
 from retinacli.io.write import confined_path, encode_image, write_bytes_atomic
+from retinacli.postprocess.quality import QualityMeasures, assess_quality
 from retinacli.postprocess.vessels import prob_to_uint8, probs_to_mask, vessel_density
 from retinacli.preprocess.normalise import Prepared, ScaleSpec, from_canvas, prepare
 from retinacli.report.overlay import vessel_overlay
 
+QUALITY_FIELDS = ["quality", "quality_reason", "quality_flags", "quality_cautions",
+                  *(f"q_{name}" for name in QualityMeasures.__dataclass_fields__ if name != "vessel_density")]
 ROW_FIELDS = ["image_id", "path", "status", "reason", "width", "height", "fov_diameter_px", "fov_circle_fitted",
-              "vessel_density", "vessel_threshold", "decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms",
-              "write_ms", "outputs"]
+              *QUALITY_FIELDS, "vessel_density", "vessel_threshold", "decode_ms", "preprocess_ms", "inference_ms",
+              "postprocess_ms", "write_ms", "outputs"]
 
 OUTPUT_NAMES = {"mask": "vessels.png", "overlay": "vessels_overlay.jpg", "probability": "vessel_probability.png"}
 
@@ -71,6 +74,18 @@ def item_dir(image_id: str) -> Path:
     return Path(image_id)
 
 
+def quality_columns(rgb: np.ndarray, prep: Prepared, density: float) -> dict:
+    """Quality verdict columns of one image (clinical-rules §5): ``quality`` gradable|ungradable, the reason of
+    the first failing check, flags, cautions and every measure (``q_*``, rounded for the CSV)."""
+    report = assess_quality(rgb, prep.fov_mask, prep.circle.diameter_px, vessel_density=density)
+    cols = {"quality": "gradable" if report.gradable else "ungradable", "quality_reason": report.reason,
+            "quality_flags": ";".join(sorted(report.flags)), "quality_cautions": ";".join(report.cautions)}
+    for key, value in report.measures.as_dict().items():
+        if key in QUALITY_FIELDS:
+            cols[key] = "" if value is None or value != value else round(float(value), 4)
+    return cols
+
+
 def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_dir: Path, inference_ms: float,
                 save_probabilities: bool, overlay: bool) -> dict:
     """Map the canvas probability back to the input grid, threshold, write outputs; return the finished row."""
@@ -81,6 +96,7 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
         prob = from_canvas(prob_canvas.astype(np.float32), prep.transform)
         mask = probs_to_mask(prob, threshold, prep.fov_mask)
         density = vessel_density(mask, prep.fov_mask)
+        quality = quality_columns(loaded.rgb, prep, density)
         over = vessel_overlay(loaded.rgb, mask, prep.circle) if overlay else None
         t1 = time.perf_counter()
         folder = item_dir(loaded.item.image_id)
@@ -96,7 +112,7 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
             write_bytes_atomic(confined_path(out_dir, rel), data)
             written.append(rel.as_posix())
         t2 = time.perf_counter()
-        row.update(status="ok", reason="", vessel_density=round(density, 5), vessel_threshold=round(threshold, 4),
+        row.update(status="ok", reason="", **quality, vessel_density=round(density, 5), vessel_threshold=round(threshold, 4),
                    inference_ms=round(inference_ms, 1), postprocess_ms=round((t1 - t0) * 1e3, 1),
                    write_ms=round((t2 - t1) * 1e3, 1), outputs=";".join(written),
                    **{k: round(v, 1) for k, v in loaded.timings.items()})
