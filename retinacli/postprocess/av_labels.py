@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from retinacli.postprocess.vessel_graph import VesselGraph, end_directions, mask_to_vessel_graph
+from retinacli.postprocess.vessel_graph import VesselGraph, end_directions, group_keypoints, mask_to_vessel_graph
 
 ARTERY, VEIN = 1, 2
 
@@ -129,20 +129,9 @@ def _best_pairing(turn: np.ndarray) -> list[tuple[int, int]]:
 def crossing_groups(graph: VesselGraph, merge_px: float) -> dict[int, int]:
     """{key-point id: group id}: branchings joined by a segment of length_px <= ``merge_px`` form one group (one
     crossing drawn as two nearby branchings); every other key point is its own group. Group id = smallest member id."""
-    parent = {k: k for k in graph.keypoints}
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            k = parent[k]
-        return k
-
-    for seg in graph.segments.values():
-        a, b = seg.nodes
-        if (a != b and a and seg.length_px <= merge_px
-                and graph.keypoints[a].kind == "branching" and graph.keypoints[b].kind == "branching"):
-            ra, rb = root(a), root(b)
-            parent[max(ra, rb)] = min(ra, rb)
-    return {k: root(k) for k in graph.keypoints}
+    kp = graph.keypoints
+    return group_keypoints(graph, lambda seg: seg.length_px <= merge_px and kp[seg.nodes[0]].kind == "branching"
+                           and kp[seg.nodes[1]].kind == "branching")
 
 
 def segment_neighbours(graph: VesselGraph, config: AvGraphConfig = AvGraphConfig()) -> dict[int, frozenset[int]]:

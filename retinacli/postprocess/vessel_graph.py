@@ -252,3 +252,21 @@ def end_directions(graph: VesselGraph, ends: list[tuple[int, int]], radius_px: f
         n = float(np.hypot(v[0], v[1]))
         out[(s, i)] = v / n if n > 1e-9 else None
     return out
+
+
+def group_keypoints(graph: VesselGraph, joins) -> dict[int, int]:
+    """{key-point id: group id}: key points linked by a segment for which ``joins(segment)`` is True fall into one
+    group (union-find over the graph's segments); group id = smallest member id; the rest are their own group."""
+    parent = {k: k for k in graph.keypoints}
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for seg in graph.segments.values():
+        a, b = seg.nodes
+        if a and a != b and joins(seg):
+            ra, rb = root(a), root(b)
+            parent[max(ra, rb)] = min(ra, rb)
+    return {k: root(k) for k in graph.keypoints}
