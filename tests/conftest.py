@@ -79,13 +79,14 @@ def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     import torch
 
     from retinacli.models.registry import create_model
+    from retinacli.preprocess.normalise import ScaleSpec
     from retinacli.train.checkpoint import make_checkpoint, save_checkpoint
 
     torch.manual_seed(seed)
     model = create_model("vessel_unet", channels=TINY_CHANNELS)
-    ck = make_checkpoint(model, "vessel_unet", {"channels": list(TINY_CHANNELS)}, canvas_px=TINY_CANVAS_PX,
-                         fov_diameter_px=TINY_FOV_DIAMETER_PX, threshold=0.5, provenance={"data": ["synthetic"]},
-                         metrics={})
+    ck = make_checkpoint(model, "vessel_unet", {"channels": list(TINY_CHANNELS)},
+                         ScaleSpec(TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX), threshold=0.5,
+                         provenance={"data": ["synthetic"]}, metrics={})
     save_checkpoint(ck, path)
     return path
 

@@ -158,7 +158,7 @@ def test_train_vessels_resume_and_refine(train_data, tmp_path):
 
     import torch
 
-    from retinacli.train.checkpoint import load_checkpoint
+    from retinacli.train.checkpoint import load_checkpoint, save_checkpoint
 
     run = tmp_path / "R"
 
@@ -195,7 +195,10 @@ def test_train_vessels_resume_and_refine(train_data, tmp_path):
     assert ck2["provenance"]["epoch"] == 2
     assert any(not torch.equal(w_epoch1[k], ck2["state_dict"][k]) for k in w_epoch1)
 
-    # stage 2 (ERA-Net refinement) from the stage-1 model
+    # stage 2 (ERA-Net refinement) from the stage-1 model; it keeps an image-following stage-1 scale
+    ck1 = load_checkpoint(run / "model.pt")
+    ck1["preprocess"]["min_fov_diameter_px"] = 60
+    save_checkpoint(ck1, run / "model.pt")
     run2 = tmp_path / "R2"
     res = invoke("train", "refine", "--stage1", run / "model.pt", "-d", f"folder:{train_data}", "--run-dir", run2,
                  "--epochs", "1", *TRAIN_ARGS)
@@ -204,6 +207,7 @@ def test_train_vessels_resume_and_refine(train_data, tmp_path):
     assert ck3["model"]["name"] == "vessel_unet_refined"
     assert ck3["model"]["kwargs"]["channels"] == [4, 8]
     assert ck3["preprocess"]["canvas_px"] == 96
+    assert ck3["preprocess"]["min_fov_diameter_px"] == 60 and ck3["preprocess"]["fov_diameter_px"] == 88
     assert ck3["provenance"]["stage1"]["checkpoint"] == str(run / "model.pt")
     assert any(k.startswith("attention.") for k in ck3["state_dict"])
 

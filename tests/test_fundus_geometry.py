@@ -190,3 +190,14 @@ def test_tilt_sign_and_degenerate_axes():
     # fovea straight below the disc: |tilt| = 90 -> rejected, estimated fovea used
     assert fundus_axes(CENTRE, FOV_D, disc_xy=(300, 200), fovea_xy=(300, 350), dd_px=57).quadrant_method == \
         "disc_only_estimated_fovea"
+
+
+def test_nan_points_mean_not_found():
+    """The disc/fovea locator reports a missing point as NaN: treated exactly like None."""
+    nan = float("nan")
+    a = fundus_axes((500.0, 500.0), 1000.0, disc_xy=(800.0, 480.0), fovea_xy=(nan, nan))
+    b = fundus_axes((500.0, 500.0), 1000.0, disc_xy=(800.0, 480.0), fovea_xy=None)
+    assert a.quadrant_method == b.quadrant_method == "disc_only_estimated_fovea" and a.fovea_not_found
+    assert a.fovea_xy == b.fovea_xy
+    c = fundus_axes((500.0, 500.0), 1000.0, disc_xy=(nan, 480.0), fovea_xy=None)
+    assert c.quadrant_method == "image_centred" and c.disc_not_found

@@ -68,7 +68,8 @@ def train_refine_cmd(
     threads: int = typer.Option(2),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
-    """Stage 2 (ERA-Net): error-attention refinement, initialised from a stage-1 checkpoint.
+    """Stage 2 (ERA-Net): error-attention refinement, initialised from a stage-1 checkpoint, trained and
+    calibrated at the stage-1 checkpoint's scale (fixed, or image-following with its min/max FOV).
 
     Computes the stage-1 error maps (ground truth vessel missed by stage 1) on the training images itself.
     """
@@ -83,7 +84,8 @@ def train_refine_cmd(
     pre = ck["preprocess"]
     _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined",
                      channels=tuple(ck["model"]["kwargs"]["channels"]), canvas_px=pre["canvas_px"],
-                     fov_diameter_px=pre["fov_diameter_px"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     fov_diameter_px=pre["fov_diameter_px"], min_fov_diameter_px=pre.get("min_fov_diameter_px"),
+                     epochs=epochs, steps_per_epoch=steps_per_epoch,
                      batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
                      val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))
 

@@ -2,6 +2,7 @@
 worker threads; every failure becomes a row with a reason instead of an exception."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from retinacli.io.decode import DecodeError, decode_image
 from retinacli.io.discover import InputItem
 from retinacli.io.write import confined_path, encode_image, write_bytes_atomic
-from retinacli.postprocess.quality import QualityMeasures, assess_quality
+from retinacli.postprocess.quality import QualityConfig, QualityMeasures, assess_quality
 from retinacli.postprocess.vessels import prob_to_uint8, probs_to_mask, vessel_density
 from retinacli.preprocess.normalise import Prepared, ScaleSpec, from_canvas, prepare
 from retinacli.report.overlay import vessel_overlay
@@ -21,6 +22,9 @@ QUALITY_FIELDS = ["quality", "quality_reason", "quality_flags", "quality_caution
 ROW_FIELDS = ["image_id", "path", "status", "reason", "width", "height", "fov_diameter_px", "fov_circle_fitted",
               *QUALITY_FIELDS, "vessel_density", "vessel_threshold", "decode_ms", "preprocess_ms", "inference_ms",
               "postprocess_ms", "write_ms", "outputs"]
+
+# identifies the row layout and the rules behind it; part of the resume key, so rows of another layout are redone
+ROW_SCHEMA = hashlib.sha256(repr((ROW_FIELDS, QualityConfig())).encode()).hexdigest()[:12]
 
 OUTPUT_NAMES = {"mask": "vessels.png", "overlay": "vessels_overlay.jpg", "probability": "vessel_probability.png"}
 
@@ -77,7 +81,10 @@ def item_dir(image_id: str) -> Path:
 def quality_columns(rgb: np.ndarray, prep: Prepared, density: float) -> dict:
     """Quality verdict columns of one image (clinical-rules §5): ``quality`` gradable|ungradable, the reason of
     the first failing check, flags, cautions and every measure (``q_*``, rounded for the CSV)."""
-    report = assess_quality(rgb, prep.fov_mask, prep.circle.diameter_px, vessel_density=density)
+    try:
+        report = assess_quality(rgb, prep.fov_mask, prep.circle.diameter_px, vessel_density=density)
+    except Exception as exc:  # the masks are still worth writing; the verdict says why it is missing
+        return {"quality": "not_assessed", "quality_reason": f"quality_error: {type(exc).__name__}: {exc}"}
     cols = {"quality": "gradable" if report.gradable else "ungradable", "quality_reason": report.reason,
             "quality_flags": ";".join(sorted(report.flags)), "quality_cautions": ";".join(report.cautions)}
     for key, value in report.measures.as_dict().items():

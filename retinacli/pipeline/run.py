@@ -18,7 +18,7 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, Loaded, base_row, finish_item, item_dir, load_item
+from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, base_row, finish_item, item_dir, load_item
 from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
@@ -76,9 +76,10 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
     backend = create_backend(info, cfg.backend, cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # what makes an earlier result reusable: the same model file and the same threshold
-    model_key = f"{info.sha256}:thr={info.threshold!r}"
     spec = info.scale_spec()
+    # what makes an earlier result reusable: the same model file, threshold and scale, and rows of the same
+    # schema and quality rules (a row from an older retina lacks columns such as the quality verdict)
+    model_key = f"{info.sha256}:thr={info.threshold!r}:{spec}:rows={ROW_SCHEMA}"
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
 
@@ -161,7 +162,8 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                 for it in images]
         write_report_csv(rows, ROW_FIELDS, report_path)
         model = {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
-                 "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px}
+                 "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
+                 "min_fov_diameter_px": spec.min_fov_diameter_px}
         summary = build_summary(rows, model, backend.name, started, _utc(), time.perf_counter() - t_start,
                                 interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
                                               "ignored_non_image_files": [str(it.path) for it in others]})

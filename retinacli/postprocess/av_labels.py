@@ -142,7 +142,8 @@ def segment_neighbours(graph: VesselGraph, config: AvGraphConfig = AvGraphConfig
         members.setdefault(g, []).append(k)
     ends_at: dict[int, list[tuple[int, int]]] = {g: [] for g in members}
     for seg in graph.segments.values():
-        if seg.nodes != (0, 0) and not (group[seg.nodes[0]] == group[seg.nodes[1]] != seg.nodes[0]):  # no bridges
+        a, b = seg.nodes
+        if (a, b) != (0, 0) and not (a != b and group[a] == group[b]):  # no bridges inside a crossing group
             ends_at[group[seg.nodes[0]]].append((seg.id, 0))
             ends_at[group[seg.nodes[1]]].append((seg.id, 1))
     centres = {k: tuple(np.mean([graph.keypoints[m].centroid_rc for m in members[g]], axis=0))

@@ -176,6 +176,11 @@ def estimate_fovea_xy(disc_xy: Point, dd_px: float, fov_centre_xy: Point, invert
             disc_xy[1] + (-1.0 if inverted else 1.0) * dist * math.sin(ang))
 
 
+def _finite_or_none(p_xy: Point | None) -> Point | None:
+    """A point with a NaN/inf coordinate means "not found" (the locator's convention): None."""
+    return None if p_xy is None or not all(math.isfinite(float(v)) for v in p_xy) else p_xy
+
+
 def fundus_axes(fov_centre_xy: Point, fov_diameter_px: float, disc_xy: Point | None = None,
                 fovea_xy: Point | None = None, dd_px: float | None = None, inverted: bool = False) -> FundusAxes:
     """Choose the axes for one image (§3.3).
@@ -189,9 +194,10 @@ def fundus_axes(fov_centre_xy: Point, fov_diameter_px: float, disc_xy: Point | N
       DD distances).
     ``dd_px``: segmented disc diameter (px); None or <= 0 -> 0.139 x ``fov_diameter_px``.
     """
-    if fov_diameter_px <= 0:
-        raise ValueError(f"fov_diameter_px must be > 0, got {fov_diameter_px}")
-    segmented = dd_px is not None and dd_px > 0
+    if not fov_diameter_px > 0 or not math.isfinite(fov_diameter_px):
+        raise ValueError(f"fov_diameter_px must be finite and > 0, got {fov_diameter_px}")
+    disc_xy, fovea_xy = _finite_or_none(disc_xy), _finite_or_none(fovea_xy)  # NaN = not found (disc_fovea)
+    segmented = dd_px is not None and math.isfinite(dd_px) and dd_px > 0
     dd = float(dd_px) if segmented else DD_PER_FOV_DIAMETER * float(fov_diameter_px)
     centre = (float(fov_centre_xy[0]), float(fov_centre_xy[1]))
     disc = None if disc_xy is None else (float(disc_xy[0]), float(disc_xy[1]))

@@ -29,6 +29,9 @@ class ScaleSpec:
     min_fov_diameter_px: int | None = None
 
     def __post_init__(self) -> None:
+        if self.canvas_px < self.fov_diameter_px:
+            raise ValueError(f"canvas_px {self.canvas_px} is smaller than fov_diameter_px {self.fov_diameter_px}: "
+                             "the FOV would be cut off")
         lo = self.min_fov_diameter_px
         if lo is not None and not 0 < lo <= self.fov_diameter_px:
             raise ValueError(f"min_fov_diameter_px {lo} must be in (0, fov_diameter_px={self.fov_diameter_px}]")

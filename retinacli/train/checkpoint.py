@@ -13,19 +13,22 @@ from torch import nn
 
 from retinacli import __version__
 from retinacli.models.registry import create_model
+from retinacli.preprocess.normalise import ScaleSpec
 
 FORMAT = "retina-checkpoint/1"
 
 
-def make_checkpoint(model: nn.Module, model_name: str, model_kwargs: dict, canvas_px: int, fov_diameter_px: int,
+def make_checkpoint(model: nn.Module, model_name: str, model_kwargs: dict, spec: ScaleSpec,
                     threshold: float, provenance: dict, metrics: dict, task: str = "vessels") -> dict:
+    """``spec``: the scale the model was trained at (recorded in ``preprocess``, as ``scale_spec_of`` reads it)."""
+    scale = {"canvas_px": spec.canvas_px, "fov_diameter_px": spec.fov_diameter_px,
+             **({} if spec.min_fov_diameter_px is None else {"min_fov_diameter_px": spec.min_fov_diameter_px})}
     return {
         "format": FORMAT,
         "retina_version": __version__,
         "task": task,
         "model": {"name": model_name, "kwargs": model_kwargs},
-        "preprocess": {"canvas_px": canvas_px, "fov_diameter_px": fov_diameter_px,
-                       "normalisation": "standardise_in_fov", "input": "RGB uint8, black outside the FOV"},
+        "preprocess": {**scale, "normalisation": "standardise_in_fov", "input": "RGB uint8, black outside the FOV"},
         "threshold": float(threshold),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "provenance": provenance,

@@ -21,6 +21,7 @@ class TrainConfig:
     channels: tuple[int, ...] = (8, 16, 32, 64)
     canvas_px: int = 672
     fov_diameter_px: int = 640
+    min_fov_diameter_px: int | None = None  # image-following scale (see preprocess.normalise.ScaleSpec); None: fixed
     epochs: int = 15
     steps_per_epoch: int = 200
     batch_size: int = 8

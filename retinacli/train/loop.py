@@ -87,13 +87,13 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     (best validation F1) and model.pt (= best.pt, or last.pt without validation).
     """
     torch.set_num_threads(cfg.threads)
+    spec = ScaleSpec(cfg.canvas_px, cfg.fov_diameter_px, cfg.min_fov_diameter_px)  # checks the geometry first
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     last_path = run / "last.pt"
     if last_path.exists() and not cfg.resume:
         raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or choose a new folder")
     (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
-    spec = ScaleSpec(cfg.canvas_px, cfg.fov_diameter_px)
     samples = [s for d in cfg.data for s in read_spec(d)]
     train_s, val_s = split_train_val(samples, cfg.val_every)
     (run / "split.json").write_text(json.dumps({"train": [s.sample_id for s in train_s],
@@ -167,7 +167,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         threshold = val.get("val_best_threshold", 0.5)
-        ck = make_checkpoint(model, cfg.model, kwargs, cfg.canvas_px, cfg.fov_diameter_px, threshold,
+        ck = make_checkpoint(model, cfg.model, kwargs, spec, threshold,
                              {**provenance, "epoch": epoch + 1, "step": step}, row)
         if val and val["val_best_f1"] > best_f1:
             best_f1 = val["val_best_f1"]
