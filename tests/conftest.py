@@ -75,18 +75,19 @@ def make_folder_dataset(root: Path, n: int = 2, size: tuple[int, int] = (120, 12
     return root
 
 
-def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+def build_tiny_checkpoint(path: Path, seed: int = 0, model_name: str = "vessel_unet",
+                          canvas_px: int = TINY_CANVAS_PX, fov_diameter_px: int = TINY_FOV_DIAMETER_PX) -> Path:
     import torch
 
-    from retinacli.models.registry import create_model
+    from retinacli.models.registry import MODEL_TASKS, create_model
     from retinacli.preprocess.normalise import ScaleSpec
     from retinacli.train.checkpoint import make_checkpoint, save_checkpoint
 
     torch.manual_seed(seed)
-    model = create_model("vessel_unet", channels=TINY_CHANNELS)
-    ck = make_checkpoint(model, "vessel_unet", {"channels": list(TINY_CHANNELS)},
-                         ScaleSpec(TINY_CANVAS_PX, TINY_FOV_DIAMETER_PX), threshold=0.5,
-                         provenance={"data": ["synthetic"]}, metrics={})
+    model = create_model(model_name, channels=TINY_CHANNELS)
+    ck = make_checkpoint(model, model_name, {"channels": list(TINY_CHANNELS)},
+                         ScaleSpec(canvas_px, fov_diameter_px), threshold=0.5,
+                         provenance={"data": ["synthetic"]}, metrics={}, task=MODEL_TASKS[model_name])
     save_checkpoint(ck, path)
     return path
 
@@ -118,4 +119,17 @@ def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("engines") / "tiny"
     export_model_folder(tiny_checkpoint, out, [])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_hemorrhage_dir(tmp_path_factory) -> Path:
+    """A random-init `hemorrhage_unet` (channels (4, 8), canvas 112, FOV 104: not the vessel model's scale)
+    exported as a model folder."""
+    from retinacli.export.artefact_writer import export_model_folder
+
+    ck = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt_h") / "tiny_h.pt", seed=1, model_name="hemorrhage_unet",
+                               canvas_px=112, fov_diameter_px=104)
+    out = tmp_path_factory.mktemp("engines_h") / "tiny_h"
+    export_model_folder(ck, out, [])
     return out

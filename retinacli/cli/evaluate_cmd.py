@@ -26,16 +26,10 @@ def evaluate_vessels_cmd(
 ) -> None:
     """AUC, ACC, SE, SP, F1 (Dice), IoU inside the FOV against the first observer, per image and pooled."""
     from retinacli.evaluate.vessels import evaluate_vessels, format_table
-    from retinacli.io.write import write_text_atomic
     from retinacli.runtime.base import BackendUnavailable
     from retinacli.train.datasets import DatasetLayoutError, read_spec
 
-    models = {}
-    for m in model or [str(default_model_dir("vessels"))]:
-        name, sep, path = m.partition("=")
-        if not sep:
-            name, path = Path(m).stem if Path(m).suffix else Path(m).name, m
-        models[name] = Path(path)
+    models = _parse_models(model, "vessels")
     try:
         datasets = {spec: read_spec(spec) for spec in data}
         result = evaluate_vessels(datasets, models, backend, threshold)
@@ -43,8 +37,55 @@ def evaluate_vessels_cmd(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
     typer.echo(format_table(result.overall))
+    _write_csvs(result, out_csv)
+
+
+def _parse_models(model: Optional[List[str]], default: str) -> dict[str, Path]:
+    """[NAME=]PATH options -> {name: path}; none -> the shipped engines/<default>."""
+    models = {}
+    for m in model or [str(default_model_dir(default))]:
+        name, sep, path = m.partition("=")
+        if not sep:
+            name, path = Path(m).stem if Path(m).suffix else Path(m).name, m
+        models[name] = Path(path)
+    return models
+
+
+def _write_csvs(result, out_csv: Optional[Path]) -> None:
+    from retinacli.io.write import write_text_atomic
+
     if out_csv:
         write_text_atomic(out_csv, result.per_image.to_csv(index=False))
         overall = out_csv.with_name(out_csv.stem + "_overall.csv")
         write_text_atomic(overall, result.overall.to_csv(index=False))
         typer.echo(f"per-image: {out_csv}\npooled: {overall}")
+
+
+@app.command("hemorrhage")
+def evaluate_hemorrhage_cmd(
+    data: List[str] = typer.Option(..., "--data", "-d", help="Dataset spec KIND:PATH[:SPLIT], repeatable; e.g. "
+                                                             "'idrid:IDRiD/A. Segmentation:test' (the official "
+                                                             "27-image test split)."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="[NAME=]PATH of a model folder or "
+                                                                          "checkpoint, repeatable. Default: the "
+                                                                          "shipped engines/hemorrhage."),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
+    threshold: Optional[float] = typer.Option(None, help="Override the models' default thresholds."),
+    out_csv: Optional[Path] = typer.Option(None, "--out-csv", help="Write per-image rows here (and the pooled "
+                                                                   "rows to <name>_overall.csv)."),
+) -> None:
+    """AUPR, Dice, IoU, SE, SP, ACC inside the FOV per image and pooled; lesion-level detection (share of
+    ground-truth components hit, also for those > 100 px) and false-positive components per image."""
+    from retinacli.evaluate.hemorrhage import evaluate_hemorrhage, format_table
+    from retinacli.runtime.base import BackendUnavailable
+    from retinacli.train.datasets import DatasetLayoutError, read_spec
+
+    models = _parse_models(model, "hemorrhage")
+    try:
+        datasets = {spec: read_spec(spec) for spec in data}
+        result = evaluate_hemorrhage(datasets, models, backend, threshold)
+    except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(format_table(result.overall))
+    _write_csvs(result, out_csv)

@@ -14,7 +14,8 @@ def export_onnx(
                                                        help="Images or folders for the torch-vs-ONNX Runtime parity "
                                                             "check (two noise canvases are always added)."),
     tolerance: float = typer.Option(1e-4, help="Maximum |probability difference| allowed."),
-    name: str = typer.Option("vessels", help="Model name written to metadata.json."),
+    name: Optional[str] = typer.Option(None, help="Model name written to metadata.json (default: the "
+                                                  "checkpoint's task, e.g. vessels or hemorrhage)."),
 ) -> None:
     """Export to ONNX (fixed H x W, dynamic batch, normalisation inside the graph), then check parity.
 

@@ -19,18 +19,25 @@ def process(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; nothing is written anywhere else."),
     model: Path = typer.Option(None, "--model", help="Model folder (model.onnx + metadata.json) or checkpoint .pt. "
                                                      "Default: the shipped engines/vessels."),
+    hemorrhage: bool = typer.Option(True, "--hemorrhage/--no-hemorrhage",
+                                    help="Run the haemorrhage model, disc/fovea location and the DR hint "
+                                         "(--no-hemorrhage: vessels only; the hint is then NOT_ASSESSED)."),
+    hemorrhage_model: Path = typer.Option(None, "--hemorrhage-model",
+                                          help="Haemorrhage model folder or checkpoint .pt. Default: the shipped "
+                                               "engines/hemorrhage."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
     batch_size: int = typer.Option(4, min=1, help="Images per inference batch."),
     threads: int = typer.Option(0, help="Inference threads (0: runtime default)."),
     workers: int = typer.Option(2, min=1, help="Decode and write worker threads."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
-                                            help="Also write each vessel probability map (8-bit PNG)."),
+                                            help="Also write each vessel (and haemorrhage) probability map (8-bit PNG)."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write an overlay image per input."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Skip inputs already done in this --out with the same file and model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Vessel masks, overlays, report.csv and run_summary.json for every input image.
+    """Vessel and haemorrhage masks, overlays, findings, a DR grade hint (a lower bound from haemorrhage findings,
+    never a diagnosis), report.csv and run_summary.json for every input image.
 
     Exit codes: 0 all images processed; 3 some inputs failed (see report.csv); 4 no inputs found;
     2 bad arguments or unusable model; 130 interrupted (Ctrl-C or SIGTERM; re-run to resume).
@@ -39,7 +46,11 @@ def process(
     from retinacli.pipeline.run import EXIT_NO_INPUTS, process_inputs
     from retinacli.runtime.base import BackendUnavailable
 
+    h_model = None
+    if hemorrhage:
+        h_model = hemorrhage_model or default_model_dir("hemorrhage")
     cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
+                        hemorrhage_model=h_model,
                         backend=backend, batch_size=batch_size, threads=threads, workers=workers,
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
     try:  # a scheduler's stop (SIGTERM) still leaves report + summary; only possible on the main thread

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from retinacli.metrics import Confusion, ScoreHistogram
 from retinacli.preprocess.normalise import ScaleSpec, from_canvas, prepare
 from retinacli.runtime.artefact import create_backend, read_model_info
-from retinacli.train.datasets import Sample, load_fov, load_image, load_vessel_label
+from retinacli.train.datasets import Sample, load_fov, load_image, load_label
 
 METRICS = ["AUC", "ACC", "SE", "SP", "F1", "IoU"]
 
@@ -42,8 +42,9 @@ def score_samples(backend, spec: ScaleSpec, samples: list[Sample], threshold: fl
     ``on_image(sample, metrics)`` receives each image's own AUC/ACC/SE/SP/F1/IoU."""
     pooled_hist, pooled_conf = ScoreHistogram(), Confusion()
     for s in samples:
-        label = load_vessel_label(s)
-        prob, est_fov = predict_full_resolution(backend, spec, load_image(s))
+        rgb = load_image(s)
+        label = load_label(s, rgb.shape[:2])
+        prob, est_fov = predict_full_resolution(backend, spec, rgb)
         fov = load_fov(s)
         fov = est_fov if fov is None else fov
         hist, conf = ScoreHistogram(), Confusion()

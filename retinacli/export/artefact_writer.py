@@ -29,9 +29,10 @@ def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.nd
 
 
 def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
-                        name: str = "vessels", extra_metadata: dict | None = None) -> dict:
+                        name: str | None = None, extra_metadata: dict | None = None) -> dict:
     """checkpoint -> out_dir/{model.onnx, model.pt, metadata.json}. The parity check is mandatory: on failure
-    nothing in out_dir is replaced. Returns the metadata written."""
+    nothing in out_dir is replaced. ``name``: default the checkpoint's task (vessels, hemorrhage). Returns the
+    metadata written."""
     import torch
 
     from retinacli.models.registry import count_parameters
@@ -39,6 +40,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
 
     ck = load_checkpoint(checkpoint)
     pre = ck["preprocess"]
+    task = ck.get("task", "vessels")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staged_onnx = out_dir / "model.staged.onnx"
@@ -57,8 +59,8 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     model = model_from_checkpoint(ck)
     meta = {
         "format": METADATA_FORMAT,
-        "name": name,
-        "task": ck.get("task", "vessels"),
+        "name": name or task,
+        "task": task,
         "retina_version": __version__,
         "exported_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "architecture": ck["model"],
@@ -68,7 +70,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                   "note": "FOV-centred canvas, black outside the FOV; FOV diameter fov_diameter_px, or the "
                           "image's own FOV diameter clipped to [min_fov_diameter_px, fov_diameter_px] when "
                           "min_fov_diameter_px is set (preprocess)"},
-        "output": {"name": "prob", "dtype": "float32", "shape": "[N, 1, H, W]", "meaning": "vessel probability"},
+        "output": {"name": "prob", "dtype": "float32", "shape": "[N, 1, H, W]", "meaning": f"{task} probability"},
         "preprocess": {**pre, "in_graph": "float cast, per-image per-channel standardisation over FOV pixels"},
         "threshold": float(ck["threshold"]),
         "training": {k: ck["provenance"].get(k) for k in ("data", "train_ids", "val_ids", "epoch", "step", "stage1")},

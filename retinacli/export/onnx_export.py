@@ -1,7 +1,7 @@
 """torch checkpoint -> ONNX graph with the input normalisation inside (uint8 in, probability out).
 
 Graph: input ``image`` uint8 [N, 3, H, W] (RGB, black outside the FOV; N dynamic, H = W = canvas_px fixed),
-output ``prob`` float32 [N, 1, H, W] (vessel probability).
+output ``prob`` float32 [N, 1, H, W] (the probability of the model's task: vessel or haemorrhage).
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def standardise_in_fov(x: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
 
 
 class ProbabilityGraph(nn.Module):
-    """Deployment wrapper: uint8 image [N, 3, H, W] -> vessel probability float32 [N, 1, H, W]."""
+    """Deployment wrapper: uint8 image [N, 3, H, W] -> probability float32 [N, 1, H, W] (vessel or haemorrhage)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()

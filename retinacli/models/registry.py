@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from torch import nn
 
+from retinacli.models.hemorrhage_unet import HemorrhageUNet
 from retinacli.models.unet import RefinedVesselUNet, VesselUNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "vessel_unet": VesselUNet,
     "vessel_unet_refined": RefinedVesselUNet,
+    "hemorrhage_unet": HemorrhageUNet,
+}
+# what each model's probability map shows (recorded in checkpoints and metadata as ``task``)
+MODEL_TASKS: dict[str, str] = {
+    "vessel_unet": "vessels",
+    "vessel_unet_refined": "vessels",
+    "hemorrhage_unet": "hemorrhage",
 }
 
 

@@ -1,17 +1,22 @@
 """Typed configuration of a `retina process` run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from retinacli.postprocess.grade_hints import HintConfig
 
 
 @dataclass
 class ProcessConfig:
-    """inputs: files or folders; out_dir: the only place anything is written; model: artefact folder or .pt."""
+    """inputs: files or folders; out_dir: the only place anything is written; model: vessel artefact folder or
+    .pt; hemorrhage_model: haemorrhage artefact (None: not run, the DR hint is then NOT_ASSESSED)."""
 
     inputs: list[Path]
     out_dir: Path
     model: Path
+    hemorrhage_model: Path | None = None
+    hint_config: HintConfig = field(default_factory=HintConfig)
     backend: str = "auto"
     batch_size: int = 4
     threads: int = 0           # inference threads (0: runtime default)

@@ -2,7 +2,9 @@
 worker threads; every failure becomes a row with a reason instead of an exception."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,21 +14,37 @@ import numpy as np
 from retinacli.io.decode import DecodeError, decode_image
 from retinacli.io.discover import InputItem
 from retinacli.io.write import confined_path, encode_image, write_bytes_atomic
+from retinacli.pipeline.findings import (FINDINGS_FIELDS, GEOMETRY_FIELDS, HEMORRHAGE_FIELDS, HINT_FIELDS,
+                                         hemorrhage_findings, not_run_columns)
+from retinacli.postprocess.grade_hints import HintConfig
 from retinacli.postprocess.quality import QualityConfig, QualityMeasures, assess_quality
 from retinacli.postprocess.vessels import prob_to_uint8, probs_to_mask, vessel_density
 from retinacli.preprocess.normalise import Prepared, ScaleSpec, from_canvas, prepare
-from retinacli.report.overlay import vessel_overlay
+from retinacli.report.overlay import hemorrhage_overlay, vessel_overlay
 
 QUALITY_FIELDS = ["quality", "quality_reason", "quality_flags", "quality_cautions",
                   *(f"q_{name}" for name in QualityMeasures.__dataclass_fields__ if name != "vessel_density")]
 ROW_FIELDS = ["image_id", "path", "status", "reason", "width", "height", "fov_diameter_px", "fov_circle_fitted",
-              *QUALITY_FIELDS, "vessel_density", "vessel_threshold", "decode_ms", "preprocess_ms", "inference_ms",
+              *QUALITY_FIELDS, "vessel_density", "vessel_threshold", *HINT_FIELDS, *HEMORRHAGE_FIELDS,
+              *GEOMETRY_FIELDS, "decode_ms", "preprocess_ms", "inference_ms", "hemorrhage_inference_ms",
               "postprocess_ms", "write_ms", "outputs"]
 
 # identifies the row layout and the rules behind it; part of the resume key, so rows of another layout are redone
-ROW_SCHEMA = hashlib.sha256(repr((ROW_FIELDS, QualityConfig())).encode()).hexdigest()[:12]
+ROW_SCHEMA = hashlib.sha256(repr((ROW_FIELDS, QualityConfig(), HintConfig())).encode()).hexdigest()[:12]
 
-OUTPUT_NAMES = {"mask": "vessels.png", "overlay": "vessels_overlay.jpg", "probability": "vessel_probability.png"}
+OUTPUT_NAMES = {"mask": "vessels.png", "overlay": "vessels_overlay.jpg", "probability": "vessel_probability.png",
+                "hemorrhage_mask": "hemorrhages.png", "hemorrhage_overlay": "hemorrhages_overlay.jpg",
+                "hemorrhage_probability": "hemorrhage_probability.png", "findings": "hemorrhage_findings.csv"}
+HEMORRHAGE_NOT_RUN = "haemorrhage model not run (--no-hemorrhage)"
+
+
+@dataclass
+class HemorrhageOutput:
+    """The haemorrhage model's output for one image: probability float32 [S, S] on its own canvas."""
+
+    prob_canvas: np.ndarray
+    threshold: float
+    inference_ms: float
 
 
 def base_row(item: InputItem) -> dict:
@@ -50,9 +68,12 @@ class Loaded:
     rgb: np.ndarray | None = None
     prepared: Prepared | None = None
     timings: dict = field(default_factory=dict)
+    hemorrhage_prepared: Prepared | None = None  # the same image on the haemorrhage model's canvas
 
 
-def load_item(item: InputItem, spec: ScaleSpec) -> Loaded:
+def load_item(item: InputItem, spec: ScaleSpec, hemorrhage_spec: ScaleSpec | None = None) -> Loaded:
+    """Decode and prepare one input for the vessel model (``spec``) and, when given, the haemorrhage model
+    (``hemorrhage_spec``; the FOV is estimated once)."""
     t0 = time.perf_counter()
     try:
         rgb = decode_image(item.path)
@@ -63,6 +84,9 @@ def load_item(item: InputItem, spec: ScaleSpec) -> Loaded:
     t1 = time.perf_counter()
     try:
         prep = prepare(rgb, spec)
+        hem = None
+        if hemorrhage_spec is not None:
+            hem = prep if hemorrhage_spec == spec else prepare(rgb, hemorrhage_spec, prep.fov_mask, prep.circle)
     except Exception as exc:
         return Loaded(item, failed_row(item, f"preprocess_error: {type(exc).__name__}: {exc}",
                                        width=rgb.shape[1], height=rgb.shape[0]))
@@ -70,7 +94,7 @@ def load_item(item: InputItem, spec: ScaleSpec) -> Loaded:
     row = base_row(item)
     row.update(width=rgb.shape[1], height=rgb.shape[0], fov_diameter_px=round(prep.circle.diameter_px, 1),
                fov_circle_fitted=prep.circle.fitted)
-    return Loaded(item, row, rgb, prep, {"decode_ms": (t1 - t0) * 1e3, "preprocess_ms": (t2 - t1) * 1e3})
+    return Loaded(item, row, rgb, prep, {"decode_ms": (t1 - t0) * 1e3, "preprocess_ms": (t2 - t1) * 1e3}, hem)
 
 
 def item_dir(image_id: str) -> Path:
@@ -93,36 +117,65 @@ def quality_columns(rgb: np.ndarray, prep: Prepared, density: float) -> dict:
     return cols
 
 
+def _csv_bytes(rows: list[dict], fields: list[str]) -> bytes:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
 def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_dir: Path, inference_ms: float,
-                save_probabilities: bool, overlay: bool) -> dict:
-    """Map the canvas probability back to the input grid, threshold, write outputs; return the finished row."""
+                save_probabilities: bool, overlay: bool, hemorrhage: HemorrhageOutput | None = None,
+                hint_config: HintConfig = HintConfig()) -> dict:
+    """Map the canvas probabilities back to the input grid, threshold, find haemorrhages and the hint, write
+    outputs; return the finished row. ``hemorrhage`` None: the haemorrhage model did not run (hint NOT_ASSESSED)."""
     row = dict(loaded.row)
     try:
         t0 = time.perf_counter()
         prep = loaded.prepared
+        image_id = loaded.item.image_id
         prob = from_canvas(prob_canvas.astype(np.float32), prep.transform)
         mask = probs_to_mask(prob, threshold, prep.fov_mask)
         density = vessel_density(mask, prep.fov_mask)
         quality = quality_columns(loaded.rgb, prep, density)
-        over = vessel_overlay(loaded.rgb, mask, prep.circle) if overlay else None
-        t1 = time.perf_counter()
-        folder = item_dir(loaded.item.image_id)
-        written = []
         outputs = [("mask", mask.astype(np.uint8) * 255)]
-        if over is not None:
-            outputs.append(("overlay", over))
+        if overlay:
+            outputs.append(("overlay", vessel_overlay(loaded.rgb, mask, prep.circle)))
         if save_probabilities:
             outputs.append(("probability", prob_to_uint8(prob)))
+        if hemorrhage is None:
+            findings_cols = not_run_columns(HEMORRHAGE_NOT_RUN)
+        else:
+            h_prob = from_canvas(hemorrhage.prob_canvas.astype(np.float32), loaded.hemorrhage_prepared.transform)
+            found = hemorrhage_findings(image_id, loaded.rgb, prep, prob, h_prob, hemorrhage.threshold, quality,
+                                        hint_config)
+            findings_cols = found.columns
+            outputs.append(("hemorrhage_mask", found.mask.astype(np.uint8) * 255))
+            outputs.append(("findings", found.findings))
+            if overlay:
+                g = found.geometry
+                fovea = found.axes.fovea_xy
+                outputs.append(("hemorrhage_overlay", hemorrhage_overlay(
+                    loaded.rgb, found.mask, (g.disc_x, g.disc_y) if g.disc_found else None, g.disc_diameter_px,
+                    fovea, fovea is not None and not g.fovea_found)))
+            if save_probabilities:
+                outputs.append(("hemorrhage_probability", prob_to_uint8(h_prob)))
+        t1 = time.perf_counter()
+        folder = item_dir(image_id)
+        written = []
         # encode everything first, so an encoding failure replaces none of an earlier run's outputs
-        encoded = [(folder / OUTPUT_NAMES[key], encode_image(arr, Path(OUTPUT_NAMES[key]).suffix)) for key, arr in outputs]
+        encoded = [(folder / OUTPUT_NAMES[key], _csv_bytes(data, FINDINGS_FIELDS) if key == "findings"
+                    else encode_image(data, Path(OUTPUT_NAMES[key]).suffix)) for key, data in outputs]
         for rel, data in encoded:
             write_bytes_atomic(confined_path(out_dir, rel), data)
             written.append(rel.as_posix())
         t2 = time.perf_counter()
-        row.update(status="ok", reason="", **quality, vessel_density=round(density, 5), vessel_threshold=round(threshold, 4),
-                   inference_ms=round(inference_ms, 1), postprocess_ms=round((t1 - t0) * 1e3, 1),
-                   write_ms=round((t2 - t1) * 1e3, 1), outputs=";".join(written),
-                   **{k: round(v, 1) for k, v in loaded.timings.items()})
+        row.update(status="ok", reason="", **quality, **findings_cols, vessel_density=round(density, 5),
+                   vessel_threshold=round(threshold, 4), inference_ms=round(inference_ms, 1),
+                   hemorrhage_inference_ms="" if hemorrhage is None else round(hemorrhage.inference_ms, 1),
+                   postprocess_ms=round((t1 - t0) * 1e3, 1), write_ms=round((t2 - t1) * 1e3, 1),
+                   outputs=";".join(written), **{k: round(v, 1) for k, v in loaded.timings.items()})
     except Exception as exc:
         row.update(status="failed", reason=f"postprocess_or_write_error: {type(exc).__name__}: {exc}")
     return row

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.pipeline.item import OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, base_row, finish_item, item_dir, load_item
+from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, HemorrhageOutput, Loaded, base_row,
+                                     finish_item, item_dir, load_item)
 from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
@@ -61,6 +62,13 @@ def _non_empty(path: Path) -> bool:
         return False
 
 
+def _model_entry(info) -> dict:
+    spec = info.scale_spec()
+    return {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
+            "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
+            "min_fov_diameter_px": spec.min_fov_diameter_px}
+
+
 def process_inputs(cfg: ProcessConfig) -> RunResult:
     """Run the batch described by ``cfg``. Raises FileNotFoundError / BackendUnavailable before any work
     when the inputs or the model are unusable; per-input problems only ever become rows."""
@@ -68,6 +76,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     out_dir = Path(cfg.out_dir).resolve()
     images, others = discover(cfg.inputs, exclude=out_dir)
     info = read_model_info(cfg.model)
+    info_h = None if cfg.hemorrhage_model is None else read_model_info(cfg.hemorrhage_model)
     report_path, summary_path = confined_path(out_dir, REPORT_NAME), confined_path(out_dir, SUMMARY_NAME)
     if not images:  # e.g. a share that is not mounted: say so, and never replace an earlier report
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,13 +84,20 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
             write_report_csv([], ROW_FIELDS, report_path)
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
     backend = create_backend(info, cfg.backend, cfg.threads)
+    backend_h = None if info_h is None else create_backend(info_h, cfg.backend, cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = info.scale_spec()
-    # what makes an earlier result reusable: the same model file, threshold and scale, and rows of the same
-    # schema and quality rules (a row from an older retina lacks columns such as the quality verdict)
-    model_key = f"{info.sha256}:thr={info.threshold!r}:{spec}:rows={ROW_SCHEMA}"
+    spec_h = None if info_h is None else info_h.scale_spec()
+    # what makes an earlier result reusable: the same model files, thresholds and scales, and rows of the same
+    # schema, quality and hint rules (a row from an older retina lacks columns such as the quality verdict)
+    h_key = "none" if info_h is None else f"{info_h.sha256}:thr={info_h.threshold!r}:{spec_h}"
+    model_key = (f"{info.sha256}:thr={info.threshold!r}:{spec}:hemorrhage={h_key}:{cfg.hint_config}"
+                 f":rows={ROW_SCHEMA}")
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
+    if info_h is not None:
+        kinds += ["hemorrhage_mask", "findings"] + (["hemorrhage_overlay"] if cfg.overlay else []) + \
+            (["hemorrhage_probability"] if cfg.save_probabilities else [])
 
     def wanted(image_id: str) -> set[str]:
         return {(item_dir(image_id) / OUTPUT_NAMES[k]).as_posix() for k in kinds}
@@ -121,7 +137,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                     it = next(queue, None)
                     if it is None:
                         return
-                    loads.append(decoders.submit(load_item, it, spec))
+                    loads.append(decoders.submit(load_item, it, spec, spec_h))
 
             refill()
             while loads:
@@ -145,9 +161,23 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                         record(row)
                     continue
                 per_image_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
-                for b, p in zip(batch, probs):
+                h_outs: list[HemorrhageOutput | None] = [None] * len(batch)
+                if backend_h is not None:
+                    t0 = time.perf_counter()
+                    try:
+                        h_probs = backend_h.run(np.stack([b.hemorrhage_prepared.canvas.transpose(2, 0, 1)
+                                                          for b in batch]))
+                    except Exception as exc:
+                        for b in batch:
+                            row = dict(b.row)
+                            row.update(status="failed", reason=f"hemorrhage_inference_error: {type(exc).__name__}: {exc}")
+                            record(row)
+                        continue
+                    h_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+                    h_outs = [HemorrhageOutput(p[0], info_h.threshold, h_ms) for p in h_probs]
+                for b, p, h in zip(batch, probs, h_outs):
                     pending_writes.append(writers.submit(finish_item, b, p[0], info.threshold, out_dir, per_image_ms,
-                                                         cfg.save_probabilities, cfg.overlay))
+                                                         cfg.save_probabilities, cfg.overlay, h, cfg.hint_config))
                 drain(limit=2 * cfg.batch_size)
             drain(limit=0)
     except KeyboardInterrupt:
@@ -161,14 +191,16 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         rows = [stored.get(it.image_id) or dict(base_row(it), status="pending", reason=PENDING_REASON)
                 for it in images]
         write_report_csv(rows, ROW_FIELDS, report_path)
-        model = {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
-                 "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
-                 "min_fov_diameter_px": spec.min_fov_diameter_px}
-        summary = build_summary(rows, model, backend.name, started, _utc(), time.perf_counter() - t_start,
+        models = {"vessels": _model_entry(info)}
+        if info_h is not None:
+            models["hemorrhage"] = _model_entry(info_h)
+        summary = build_summary(rows, models, backend.name, started, _utc(), time.perf_counter() - t_start,
                                 interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
                                               "ignored_non_image_files": [str(it.path) for it in others]})
         write_summary(summary, summary_path)
         backend.close()
+        if backend_h is not None:
+            backend_h.close()
     counts = summary["counts"]
     code = EXIT_SOME_FAILED if counts.get("failed", 0) else EXIT_OK
     return RunResult(code, counts, report_path, summary_path, [it.path for it in others])

@@ -115,14 +115,16 @@ def from_canvas(canvas_array: np.ndarray, t: Transform, interpolation: int = cv2
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def prepare(rgb: np.ndarray, spec: ScaleSpec, fov_mask: np.ndarray | None = None) -> Prepared:
-    """RGB uint8 [H, W, 3] -> Prepared canvas. ``fov_mask`` (bool [H, W]) overrides the estimate."""
+def prepare(rgb: np.ndarray, spec: ScaleSpec, fov_mask: np.ndarray | None = None,
+            circle: FovCircle | None = None) -> Prepared:
+    """RGB uint8 [H, W, 3] -> Prepared canvas. ``fov_mask`` (bool [H, W]) overrides the estimate; with it,
+    ``circle`` (its fitted circle, e.g. from an earlier ``prepare`` of the same image) skips the refit."""
     h, w = rgb.shape[:2]
     if fov_mask is None:
         mask, circle = estimate_fov(rgb)
     else:
         mask = fov_mask.astype(bool)
-        circle = fov_circle(mask)
+        circle = fov_circle(mask) if circle is None else circle
     t = make_transform(circle, h, w, spec)
     canvas = to_canvas(rgb, t)
     canvas_fov = to_canvas(mask.astype(np.uint8) * 255, t) > 127

@@ -8,12 +8,30 @@ from pathlib import Path
 from retinacli import __version__
 from retinacli.io.write import write_text_atomic
 
-STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "write_ms")
+STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "hemorrhage_inference_ms", "postprocess_ms", "write_ms")
 
 
-def build_summary(rows: list[dict], model: dict, backend: str, started_utc: str, finished_utc: str,
+def hint_summary(rows: list[dict]) -> dict:
+    """Counts by hint headline and quality verdict, and the images that need urgent human review first
+    (H_LARGE_OR_PRERETINAL, clinical-rules §9)."""
+    headlines: dict[str, int] = {}
+    quality: dict[str, int] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        h = r.get("dr_hint_headline") or "none"
+        headlines[h] = headlines.get(h, 0) + 1
+        q = r.get("quality") or "none"
+        quality[q] = quality.get(q, 0) + 1
+    urgent = [r["image_id"] for r in rows if "H_LARGE_OR_PRERETINAL" in str(r.get("dr_hint_codes", "")).split(";")]
+    return {"urgent_review_H_LARGE_OR_PRERETINAL": urgent, "dr_hint_headlines": headlines, "quality": quality,
+            "note": "hints are lower bounds from haemorrhage findings only; not a diagnosis"}
+
+
+def build_summary(rows: list[dict], models: dict, backend: str, started_utc: str, finished_utc: str,
                   wall_s: float, interrupted: bool, processed: int, extra: dict | None = None) -> dict:
-    """``processed``: inputs worked on in this run (resumed ones excluded), for images_per_second."""
+    """``models``: {"vessels": {...}, "hemorrhage": {...}}; ``processed``: inputs worked on in this run (resumed
+    ones excluded), for images_per_second."""
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -31,7 +49,8 @@ def build_summary(rows: list[dict], model: dict, backend: str, started_utc: str,
         "counts": {"inputs": len(rows), **counts},
         "stage_seconds_total": {k.replace("_ms", ""): v for k, v in stage_totals.items()},
         "backend": backend,
-        "models": {"vessels": model},
+        "models": models,
+        "hints": hint_summary(rows),
         **(extra or {}),
     }
 

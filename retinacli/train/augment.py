@@ -25,14 +25,20 @@ class AugmentConfig:
 
 
 def sample_patch(image: np.ndarray, label: np.ndarray, fov: np.ndarray, size: int, rng: np.random.Generator,
-                 cfg: AugmentConfig, extra: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+                 cfg: AugmentConfig, extra: np.ndarray | None = None, positive_fraction: float = 0.0
+                 ) -> tuple[np.ndarray, ...]:
     """Cut one augmented patch.
 
     image uint8 [S, S, 3], label/fov/extra float32 or uint8 [S, S] (model canvas) ->
     (image uint8 [size, size, 3], label float32, fov float32[, extra float32]), each [size, size].
-    The patch centre is drawn uniformly among FOV pixels.
+    The patch centre is drawn uniformly among FOV pixels, or, with probability ``positive_fraction`` and when
+    the label has any, among label pixels (for sparse targets such as haemorrhages).
     """
     ys, xs = np.nonzero(fov)
+    if positive_fraction > 0 and rng.random() < positive_fraction:
+        ly, lx = np.nonzero(label)
+        if len(ly):
+            ys, xs = ly, lx
     i = rng.integers(len(ys))
     cy, cx = float(ys[i]), float(xs[i])
     s = float(np.exp(rng.uniform(np.log(cfg.scale_min), np.log(cfg.scale_max))))

@@ -9,7 +9,7 @@ from retinacli.train.augment import AugmentConfig
 
 @dataclass
 class TrainConfig:
-    """One training run of a vessel model (stage 1 or stage 2).
+    """One training run of a segmentation model: vessels (stage 1 or stage 2) or haemorrhages.
 
     data: dataset specs (``kind:path[:split]``, see train.datasets); run_dir: where checkpoints, config.json
     and metrics.csv go. init_from: stage-1 checkpoint (required for stage 2 = model vessel_unet_refined).
@@ -32,6 +32,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     attention_weight: float = 1.0
     val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
+    positive_fraction: float = 0.0  # share of patches centred on a label pixel (sparse targets, e.g. haemorrhages)
     seed: int = 0
     threads: int = 2
     init_from: Path | None = None

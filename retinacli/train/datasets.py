@@ -1,7 +1,8 @@
 """Readers for the vessel datasets' on-disk layouts -> lists of `Sample` (paths only, nothing loaded).
 
 Spec strings name a layout, a root and a split: ``drive:PATH:training``, ``chase:PATH:train``,
-``hrf:PATH:test``, ``folder:PATH`` (generic ``images/`` + ``masks/`` [+ ``fov/``], matched by file stem).
+``hrf:PATH:test``, ``folder:PATH`` (generic ``images/`` + ``masks/`` [+ ``fov/``], matched by file stem),
+and for haemorrhages ``idrid:PATH:train`` (IDRiD "A. Segmentation", haemorrhage masks).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Sample:
 
     sample_id: str
     image: Path
-    label: Path
+    label: Path | None  # None: nothing of the kind in this image (an all-background label)
     fov: Path | None
     label_kind: str = "binary"  # "binary": label > 0 ; "hrf_av": label > 0 (1 artery, 2 vein, 3 uncertain)
 
@@ -97,13 +98,35 @@ def read_folder(root: Path, split: str = "") -> list[Sample]:
     return out
 
 
+IDRID_SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
+
+
+def read_idrid_hemorrhage(root: Path, split: str = "train") -> list[Sample]:
+    """IDRiD lesion segmentation (``A. Segmentation``): ``1. Original Images/<split>/IDRiD_NN.jpg`` with
+    ``2. All Segmentation Groundtruths/<split>/2. Haemorrhages/IDRiD_NN_HE.png``. An image without a
+    haemorrhage file has no haemorrhage (label None = all background). No FOV masks (estimated)."""
+    if split not in IDRID_SPLITS:
+        raise DatasetLayoutError(f"IDRiD split must be train or test, not {split!r}")
+    root = Path(root)
+    images = _need(root / "1. Original Images" / IDRID_SPLITS[split])
+    masks = _need(root / "2. All Segmentation Groundtruths" / IDRID_SPLITS[split] / "2. Haemorrhages")
+    out = []
+    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        he = masks / f"{img.stem}_HE.png"
+        if not he.exists():
+            he = next(iter(sorted(masks.glob(f"{img.stem}_HE.*"))), None)
+        out.append(Sample(f"idrid/{img.stem}", img, he, None))
+    return out
+
+
 READERS: dict[str, Callable[[Path, str], list[Sample]]] = {
     "drive": read_drive,
     "chase": read_chase,
     "hrf": read_hrf_av,
     "folder": read_folder,
+    "idrid": read_idrid_hemorrhage,
 }
-DEFAULT_SPLIT = {"drive": "training", "chase": "train", "hrf": "training", "folder": ""}
+DEFAULT_SPLIT = {"drive": "training", "chase": "train", "hrf": "training", "folder": "", "idrid": "train"}
 
 
 def parse_spec(spec: str) -> tuple[str, Path, str]:
@@ -134,9 +157,19 @@ def group_by_dataset(samples: list[Sample]) -> dict[str, list[Sample]]:
     return groups
 
 
+def load_label(sample: Sample, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Binary ground truth bool [H, W] of a sample (vessels: first observer; haemorrhages: the lesion mask).
+    A sample without a label file is all background: ``shape`` (H, W) is then required."""
+    if sample.label is None:
+        if shape is None:
+            raise ValueError(f"{sample.sample_id} has no label file; pass the image shape")
+        return np.zeros(shape, bool)
+    return read_mask(sample.label) > 0
+
+
 def load_vessel_label(sample: Sample) -> np.ndarray:
     """Binary vessel ground truth bool [H, W] for a sample (first observer)."""
-    return read_mask(sample.label) > 0
+    return load_label(sample)
 
 
 def load_fov(sample: Sample) -> np.ndarray | None:

@@ -1,4 +1,5 @@
-"""The training loop for vessel models (stage 1: `vessel_unet`; stage 2: `vessel_unet_refined`, ERA-Net)."""
+"""The training loop for the segmentation models (vessels stage 1: `vessel_unet`; stage 2: `vessel_unet_refined`,
+ERA-Net; haemorrhages: `hemorrhage_unet`)."""
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from retinacli.metrics import ScoreHistogram
 from retinacli.models.normalise import standardise_in_fov
-from retinacli.models.registry import count_parameters, create_model
+from retinacli.models.registry import MODEL_TASKS, count_parameters, create_model
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.train.augment import sample_patch
 from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
@@ -24,7 +25,7 @@ from retinacli.train.datasets import read_spec
 from retinacli.train.losses import attention_mse_loss, bce_dice_loss
 from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
 
-METRIC_FIELDS = ["epoch", "step", "seconds", "train_loss", "val_auc", "val_f1_at_0.5", "val_best_f1",
+METRIC_FIELDS = ["epoch", "step", "seconds", "train_loss", "val_auc", "val_aupr", "val_f1_at_0.5", "val_best_f1",
                  "val_best_threshold", "val_stage1_auc", "lr"]
 
 
@@ -54,7 +55,7 @@ def validate(model: torch.nn.Module, samples: list[CanvasSample]) -> dict[str, f
         hist1.add(probs["stage1_logits"], s.label, s.fov)
     thr, best_f1 = hist.best_threshold()
     model.train()
-    return {"val_auc": hist.auc(), "val_f1_at_0.5": hist.f1_at(0.5), "val_best_f1": best_f1,
+    return {"val_auc": hist.auc(), "val_aupr": hist.aupr(), "val_f1_at_0.5": hist.f1_at(0.5), "val_best_f1": best_f1,
             "val_best_threshold": thr, "val_stage1_auc": hist1.auc()}
 
 
@@ -71,7 +72,7 @@ def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator):
         i = int(rng.integers(len(samples)))
         s = samples[i]
         out = sample_patch(s.image, s.label, s.fov, cfg.patch_px, rng, cfg.augment,
-                           extra=None if extras is None else extras[i])
+                           extra=None if extras is None else extras[i], positive_fraction=cfg.positive_fraction)
         imgs.append(out[0]); labs.append(out[1]); fovs.append(out[2])
         if extras is not None:
             errs.append(out[3])
@@ -168,7 +169,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         threshold = val.get("val_best_threshold", 0.5)
         ck = make_checkpoint(model, cfg.model, kwargs, spec, threshold,
-                             {**provenance, "epoch": epoch + 1, "step": step}, row)
+                             {**provenance, "epoch": epoch + 1, "step": step}, row, task=MODEL_TASKS[cfg.model])
         if val and val["val_best_f1"] > best_f1:
             best_f1 = val["val_best_f1"]
             save_checkpoint(ck, run / "best.pt")

@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retinacli.preprocess.normalise import ScaleSpec, prepare, to_canvas
-from retinacli.train.datasets import Sample, group_by_dataset, load_image, load_vessel_label
+from retinacli.train.datasets import Sample, group_by_dataset, load_image, load_label
 
 
 @dataclass
@@ -22,7 +22,7 @@ class CanvasSample:
 
 def to_canvas_sample(sample: Sample, spec: ScaleSpec) -> CanvasSample:
     rgb = load_image(sample)
-    label = load_vessel_label(sample)
+    label = load_label(sample, rgb.shape[:2])
     if label.shape != rgb.shape[:2]:
         raise ValueError(f"{sample.sample_id}: label {label.shape} does not match image {rgb.shape[:2]}")
     prep = prepare(rgb, spec)
