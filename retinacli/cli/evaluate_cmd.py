@@ -89,3 +89,34 @@ def evaluate_hemorrhage_cmd(
         raise typer.Exit(2)
     typer.echo(format_table(result.overall))
     _write_csvs(result, out_csv)
+
+
+@app.command("av")
+def evaluate_av_cmd(
+    data: List[str] = typer.Option(..., "--data", "-d", help="Dataset spec with artery/vein labels, repeatable: "
+                                                             "rite:RITE:test, hrf:HRF-AV:test."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="[NAME=]PATH of an A/V model folder or "
+                                                                          "checkpoint, repeatable. Default: the "
+                                                                          "shipped engines/av."),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
+    threshold: Optional[float] = typer.Option(None, help="Override the vessel threshold used by the graph step."),
+    out_csv: Optional[Path] = typer.Option(None, "--out-csv", help="Write per-image rows here (and the pooled "
+                                                                   "rows to <name>_overall.csv)."),
+) -> None:
+    """A/V accuracy, sensitivity (artery) and specificity on labelled artery/vein pixels and on centreline pixels,
+    before and after the graph post-processing (crossing and uncertain pixels excluded)."""
+    from types import SimpleNamespace
+
+    from retinacli.evaluate.av import evaluate_av, format_table
+    from retinacli.runtime.base import BackendUnavailable
+    from retinacli.train.datasets import DatasetLayoutError, read_spec
+
+    models = _parse_models(model, "av")
+    try:
+        datasets = {spec: read_spec(spec) for spec in data}
+        per_image, overall = evaluate_av(datasets, models, backend, threshold)
+    except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(format_table(overall))
+    _write_csvs(SimpleNamespace(per_image=per_image, overall=overall), out_csv)

@@ -122,6 +122,52 @@ def train_hemorrhage_cmd(
                      val_every=val_every, seed=seed, threads=threads, init_from=init_from, resume=resume))
 
 
+AV_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT] with artery/vein labels, repeatable: rite (RITE folder, the DRIVE "
+                "folder beside it gives the photographs; training|test) or hrf (HRF-AV, training|test; label 3 "
+                "= uncertain, ignored by the A/V loss).")
+
+
+@app.command("av")
+def train_av_cmd(
+    data: List[str] = typer.Option(..., "--data", "-d", help=AV_DATA_HELP),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Run folder (checkpoints, config.json, metrics.csv)."),
+    vessel_init: Optional[Path] = typer.Option(None, "--vessel-init", help="Vessel checkpoint whose weights start the "
+                                                                           "segmentation stream and whose scale is used. "
+                                                                           "Default: the shipped engines/vessels/model.pt."),
+    epochs: int = typer.Option(20),
+    steps_per_epoch: int = typer.Option(200),
+    batch_size: int = typer.Option(8),
+    patch_px: int = typer.Option(256),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    av_channels: str = typer.Option("8,16,32,64", help="Classification-stream U-Net channels per level."),
+    av_weight: float = typer.Option(1.0, help="Weight of the artery-vs-vein loss against the vessel loss."),
+    val_every: int = typer.Option(10),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(2),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Artery/vein: two-stream network after SeqNet (segmentation stream x classification stream), trained at the
+    vessel checkpoint's scale; validation A/V accuracy on labelled artery/vein pixels picks the best epoch."""
+    from retinacli.cli.defaults import default_model_dir
+    from retinacli.train.checkpoint import load_checkpoint
+    from retinacli.train.config import TrainConfig
+
+    init = vessel_init or default_model_dir("vessels") / "model.pt"
+    try:
+        ck = load_checkpoint(init)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    pre = ck["preprocess"]
+    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", channels=tuple(ck["model"]["kwargs"]["channels"]),
+                     model_kwargs={"av_channels": [int(c) for c in av_channels.split(",")]},
+                     canvas_px=pre["canvas_px"], fov_diameter_px=pre["fov_diameter_px"],
+                     min_fov_diameter_px=pre.get("min_fov_diameter_px"), epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
+                     av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,
+                     resume=resume))
+
+
 @app.command("calibrate")
 def train_calibrate_cmd(
     run_dir: Path = typer.Option(..., "--run-dir", help="A finished run folder (model.pt, config.json, split.json)."),

@@ -138,3 +138,11 @@ def read_mask(path: Path) -> np.ndarray:
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return arr
+
+
+def read_label_rgb(path: Path) -> np.ndarray:
+    """Read a colour-coded label image (e.g. RITE's red/blue/green/white A/V map) -> uint8 [H, W, 3] RGB of the
+    stored values, with no size checks or orientation changes (labels are stored as their images are)."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(img.convert("RGB"))

@@ -32,7 +32,8 @@ def standardise_in_fov(x: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
 
 
 class ProbabilityGraph(nn.Module):
-    """Deployment wrapper: uint8 image [N, 3, H, W] -> probability float32 [N, 1, H, W] (vessel or haemorrhage)."""
+    """Deployment wrapper: uint8 image [N, 3, H, W] -> probabilities float32 [N, C, H, W]: C = 1 for the vessel
+    and haemorrhage models (sigmoid of the logit), the model's own ``probabilities`` otherwise (A/V: C = 3)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -40,4 +41,6 @@ class ProbabilityGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = standardise_in_fov(image.to(torch.float32))
+        if hasattr(self.model, "probabilities"):
+            return self.model.probabilities(x)
         return torch.sigmoid(self.model(x))

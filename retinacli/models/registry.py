@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from retinacli.models.av_net import AvSeqNet
 from retinacli.models.hemorrhage_unet import HemorrhageUNet
 from retinacli.models.unet import RefinedVesselUNet, VesselUNet
 
@@ -10,12 +11,14 @@ MODELS: dict[str, type[nn.Module]] = {
     "vessel_unet": VesselUNet,
     "vessel_unet_refined": RefinedVesselUNet,
     "hemorrhage_unet": HemorrhageUNet,
+    "av_seqnet": AvSeqNet,
 }
 # what each model's probability map shows (recorded in checkpoints and metadata as ``task``)
 MODEL_TASKS: dict[str, str] = {
     "vessel_unet": "vessels",
     "vessel_unet_refined": "vessels",
     "hemorrhage_unet": "hemorrhage",
+    "av_seqnet": "av",
 }
 
 

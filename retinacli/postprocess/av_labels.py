@@ -54,6 +54,13 @@ class AvGraphConfig:
     direction_radius_px: float = 15.0  # pixels within this distance of a segment end give its direction
     crossing_merge_px: float = 10.0  # branchings joined by a segment this short (px) are treated as one crossing
 
+    def for_fov_diameter(self, fov_diameter_px: float, reference_px: float = 3300.0) -> "AvGraphConfig":
+        """The pixel distances scaled from HRF (FOV about ``reference_px`` across) to an image whose FOV is
+        ``fov_diameter_px`` across, with floors of 4 px (direction) and 3 px (crossing merge)."""
+        f = float(fov_diameter_px) / reference_px
+        return AvGraphConfig(self.min_confidence, self.crossing_max_turn_deg,
+                             max(4.0, self.direction_radius_px * f), max(3.0, self.crossing_merge_px * f))
+
 
 @dataclass(frozen=True)
 class SegmentVotes:

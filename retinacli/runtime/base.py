@@ -1,7 +1,8 @@
 """The Backend interface shared by every runtime (torch, ONNX Runtime, later TensorRT).
 
-``run(batch)``: uint8 [N, 3, H, W] RGB canvases (black outside the FOV) -> float32 [N, 1, H, W]
-probabilities of the model's task (vessel or haemorrhage). The pipeline never branches on the runtime.
+``run(batch)``: uint8 [N, 3, H, W] RGB canvases (black outside the FOV) -> float32 [N, C, H, W]
+probabilities of the model's task (C = 1: vessel or haemorrhage; C = 3 for A/V: vessel, artery, vein).
+The pipeline never branches on the runtime.
 """
 from __future__ import annotations
 

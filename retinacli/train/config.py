@@ -9,16 +9,18 @@ from retinacli.train.augment import AugmentConfig
 
 @dataclass
 class TrainConfig:
-    """One training run of a segmentation model: vessels (stage 1 or stage 2) or haemorrhages.
+    """One training run of a segmentation model: vessels (stage 1 or stage 2), haemorrhages or artery/vein.
 
     data: dataset specs (``kind:path[:split]``, see train.datasets); run_dir: where checkpoints, config.json
-    and metrics.csv go. init_from: stage-1 checkpoint (required for stage 2 = model vessel_unet_refined).
+    and metrics.csv go. init_from: stage-1 checkpoint (required for stage 2 = model vessel_unet_refined; for the
+    A/V model av_seqnet it initialises the segmentation stream).
     """
 
     data: list[str]
     run_dir: Path
     model: str = "vessel_unet"
     channels: tuple[int, ...] = (8, 16, 32, 64)
+    model_kwargs: dict = field(default_factory=dict)  # further constructor arguments (e.g. av_channels)
     canvas_px: int = 672
     fov_diameter_px: int = 640
     min_fov_diameter_px: int | None = None  # image-following scale (see preprocess.normalise.ScaleSpec); None: fixed
@@ -31,6 +33,7 @@ class TrainConfig:
     warmup_steps: int = 100
     dice_weight: float = 1.0
     attention_weight: float = 1.0
+    av_weight: float = 1.0  # weight of the artery-vs-vein loss (model av_seqnet)
     val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
     positive_fraction: float = 0.0  # share of patches centred on a label pixel (sparse targets, e.g. haemorrhages)
     seed: int = 0

@@ -2,7 +2,8 @@
 
 Spec strings name a layout, a root and a split: ``drive:PATH:training``, ``chase:PATH:train``,
 ``hrf:PATH:test``, ``folder:PATH`` (generic ``images/`` + ``masks/`` [+ ``fov/``], matched by file stem),
-and for haemorrhages ``idrid:PATH:train`` (IDRiD "A. Segmentation", haemorrhage masks).
+for haemorrhages ``idrid:PATH:train`` (IDRiD "A. Segmentation", haemorrhage masks), and for artery/vein labels
+``rite:PATH:training`` (RITE, images from the DRIVE folder beside it) and ``hrf:PATH:training``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from retinacli.io.decode import decode_image, read_mask
+from retinacli.io.decode import decode_image, read_label_rgb, read_mask
 from retinacli.io.discover import IMAGE_EXTENSIONS
 
 
@@ -24,7 +25,8 @@ class Sample:
     image: Path
     label: Path | None  # None: nothing of the kind in this image (an all-background label)
     fov: Path | None
-    label_kind: str = "binary"  # "binary": label > 0 ; "hrf_av": label > 0 (1 artery, 2 vein, 3 uncertain)
+    label_kind: str = "binary"  # "binary": label > 0 ; "hrf_av": 0 bg, 1 artery, 2 vein, 3 uncertain ;
+    #                             "rite_av": RGB, red artery, blue vein, green crossing, white uncertain
 
 
 class DatasetLayoutError(ValueError):
@@ -98,6 +100,21 @@ def read_folder(root: Path, split: str = "") -> list[Sample]:
     return out
 
 
+def read_rite(root: Path, split: str = "training") -> list[Sample]:
+    """RITE: ``<split>/1st_manual/NN_<split>.png`` A/V labels on the DRIVE images; the photographs and FOV masks
+    come from the DRIVE folder beside RITE (``root/../DRIVE/<split>/{images,mask}``)."""
+    if split not in ("training", "test"):
+        raise DatasetLayoutError(f"RITE split must be training or test, not {split!r}")
+    root = Path(root)
+    labels = _need(root / split / "1st_manual")
+    drive = _need(root.parent / "DRIVE" / split)
+    out = []
+    for lab in sorted(labels.glob("*.png")):
+        out.append(Sample(f"rite/{lab.stem}", _need(drive / "images" / f"{lab.stem}.tif"), lab,
+                          _need(drive / "mask" / f"{lab.stem}_mask.gif"), "rite_av"))
+    return out
+
+
 IDRID_SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
 
 
@@ -125,8 +142,12 @@ READERS: dict[str, Callable[[Path, str], list[Sample]]] = {
     "hrf": read_hrf_av,
     "folder": read_folder,
     "idrid": read_idrid_hemorrhage,
+    "rite": read_rite,
 }
-DEFAULT_SPLIT = {"drive": "training", "chase": "train", "hrf": "training", "folder": "", "idrid": "train"}
+DEFAULT_SPLIT = {"drive": "training", "chase": "train", "hrf": "training", "folder": "", "idrid": "train",
+                 "rite": "training"}
+AV_LABEL_KINDS = ("hrf_av", "rite_av")
+ARTERY, VEIN, AV_UNCERTAIN = 1, 2, 3
 
 
 def parse_spec(spec: str) -> tuple[str, Path, str]:
@@ -164,7 +185,25 @@ def load_label(sample: Sample, shape: tuple[int, int] | None = None) -> np.ndarr
         if shape is None:
             raise ValueError(f"{sample.sample_id} has no label file; pass the image shape")
         return np.zeros(shape, bool)
+    if sample.label_kind in AV_LABEL_KINDS:
+        return load_av_label(sample) > 0
     return read_mask(sample.label) > 0
+
+
+def load_av_label(sample: Sample) -> np.ndarray:
+    """Artery/vein ground truth uint8 [H, W]: 0 background, 1 artery, 2 vein, 3 uncertain or crossing (vessel, but
+    neither class: ignored by the A/V loss and metrics). Only for A/V datasets (HRF-AV, RITE)."""
+    if sample.label_kind == "hrf_av":
+        lab = read_mask(sample.label)
+        return np.where(lab > AV_UNCERTAIN, AV_UNCERTAIN, lab).astype(np.uint8)
+    if sample.label_kind == "rite_av":
+        rgb = read_label_rgb(sample.label)
+        hi = rgb > 127
+        out = np.where(rgb.max(axis=2) > 0, AV_UNCERTAIN, 0).astype(np.uint8)
+        out[hi[..., 0] & ~hi[..., 1] & ~hi[..., 2]] = ARTERY
+        out[~hi[..., 0] & ~hi[..., 1] & hi[..., 2]] = VEIN
+        return out
+    raise ValueError(f"{sample.sample_id} has no artery/vein labels (label kind {sample.label_kind!r})")
 
 
 def load_vessel_label(sample: Sample) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The training loop for the segmentation models (vessels stage 1: `vessel_unet`; stage 2: `vessel_unet_refined`,
-ERA-Net; haemorrhages: `hemorrhage_unet`)."""
+ERA-Net; haemorrhages: `hemorrhage_unet`; artery/vein: `av_seqnet`)."""
 from __future__ import annotations
 
 import csv
@@ -22,19 +22,20 @@ from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, model_
                                         save_checkpoint)
 from retinacli.train.config import TrainConfig
 from retinacli.train.datasets import read_spec
-from retinacli.train.losses import attention_mse_loss, bce_dice_loss
+from retinacli.train.losses import attention_mse_loss, av_bce_loss, bce_dice_loss
 from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
 
 METRIC_FIELDS = ["epoch", "step", "seconds", "train_loss", "val_auc", "val_aupr", "val_f1_at_0.5", "val_best_f1",
-                 "val_best_threshold", "val_stage1_auc", "lr"]
+                 "val_best_threshold", "val_stage1_auc", "val_av_accuracy", "lr"]
 
 
 @torch.no_grad()
 def predict_canvas(model: torch.nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Model (eval) on one canvas image uint8 [S,S,3] -> {"logits", "stage1_logits": probability float32 [S,S]}."""
+    """Model (eval) on one canvas image uint8 [S,S,3] -> {"logits", "stage1_logits"[, "av_logits"]: probability
+    float32 [S,S]} (av_logits: the artery-vs-vein probability of the A/V model)."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     out = model.forward_all(standardise_in_fov(x))
-    return {k: torch.sigmoid(out[k])[0, 0].numpy() for k in ("logits", "stage1_logits")}
+    return {k: torch.sigmoid(v)[0, 0].numpy() for k, v in out.items() if k in ("logits", "stage1_logits", "av_logits")}
 
 
 def compute_error_maps(stage1: torch.nn.Module, samples: list[CanvasSample], threshold: float) -> list[np.ndarray]:
@@ -49,14 +50,22 @@ def compute_error_maps(stage1: torch.nn.Module, samples: list[CanvasSample], thr
 def validate(model: torch.nn.Module, samples: list[CanvasSample]) -> dict[str, float]:
     model.eval()
     hist, hist1 = ScoreHistogram(), ScoreHistogram()
+    av_right = av_total = 0
     for s in samples:
         probs = predict_canvas(model, s.image)
         hist.add(probs["logits"], s.label, s.fov)
         hist1.add(probs["stage1_logits"], s.label, s.fov)
+        if "av_logits" in probs and s.av is not None:
+            known = (s.av == 1) | (s.av == 2)
+            av_right += int(np.count_nonzero(((probs["av_logits"] >= 0.5) == (s.av == 1)) & known))
+            av_total += int(np.count_nonzero(known))
     thr, best_f1 = hist.best_threshold()
     model.train()
-    return {"val_auc": hist.auc(), "val_aupr": hist.aupr(), "val_f1_at_0.5": hist.f1_at(0.5), "val_best_f1": best_f1,
-            "val_best_threshold": thr, "val_stage1_auc": hist1.auc()}
+    out = {"val_auc": hist.auc(), "val_aupr": hist.aupr(), "val_f1_at_0.5": hist.f1_at(0.5), "val_best_f1": best_f1,
+           "val_best_threshold": thr, "val_stage1_auc": hist1.auc()}
+    if av_total:
+        out["val_av_accuracy"] = av_right / av_total  # on labelled artery/vein pixels of the canvas
+    return out
 
 
 def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -78,14 +87,19 @@ def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator):
             errs.append(out[3])
     to_t = lambda a: torch.from_numpy(np.stack(a))[:, None]
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
-    return x, to_t(labs), to_t(fovs), (to_t(errs) if extras is not None else None)
+    extra = None
+    if extras is not None:  # [N, P, P] (error maps) -> [N, 1, P, P]; [N, P, P, K] (artery, vein) -> [N, K, P, P]
+        e = np.stack(errs)
+        extra = torch.from_numpy(e).permute(0, 3, 1, 2).contiguous() if e.ndim == 4 else torch.from_numpy(e)[:, None]
+    return x, to_t(labs), to_t(fovs), extra
 
 
 def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) training; returns the path of the final checkpoint ``model.pt`` in cfg.run_dir.
 
     Writes config.json, metrics.csv (one row per epoch), last.pt (resumable, every epoch), best.pt
-    (best validation F1) and model.pt (= best.pt, or last.pt without validation).
+    (best validation F1; for the A/V model the best validation A/V accuracy) and model.pt (= best.pt, or
+    last.pt without validation).
     """
     torch.set_num_threads(cfg.threads)
     spec = ScaleSpec(cfg.canvas_px, cfg.fov_diameter_px, cfg.min_fov_diameter_px)  # checks the geometry first
@@ -99,10 +113,11 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     train_s, val_s = split_train_val(samples, cfg.val_every)
     (run / "split.json").write_text(json.dumps({"train": [s.sample_id for s in train_s],
                                                 "val": [s.sample_id for s in val_s]}, indent=2))
-    train_c = load_canvas_samples(train_s, spec, "loading train")
-    val_c = load_canvas_samples(val_s, spec, "loading val") if val_s else []
+    task = MODEL_TASKS[cfg.model]
+    train_c = load_canvas_samples(train_s, spec, "loading train", with_av=task == "av")
+    val_c = load_canvas_samples(val_s, spec, "loading val", with_av=task == "av") if val_s else []
 
-    kwargs = {"channels": list(cfg.channels)}
+    kwargs = {"channels": list(cfg.channels), **cfg.model_kwargs}
     model = create_model(cfg.model, **{**kwargs, "channels": tuple(cfg.channels)})
     error_maps = None
     stage1_info = None
@@ -118,6 +133,14 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
         stage1_info = {"checkpoint": str(cfg.init_from), "threshold": ck1["threshold"],
                        "error_pixel_share": float(np.mean([e[s.fov].mean() for e, s in zip(error_maps, train_c)]))}
         del stage1
+    elif task == "av":
+        # the extra inputs of each patch: artery and vein masks (uncertain/crossing pixels are in neither)
+        error_maps = [np.stack([s.av == 1, s.av == 2], axis=-1).astype(np.float32) for s in train_c]
+        if cfg.init_from is not None:  # the segmentation stream starts from a vessel model
+            missing, unexpected = model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"], strict=False)
+            if unexpected or any(not k.startswith("cls_") for k in missing):
+                raise ValueError(f"{cfg.init_from} does not match the A/V segmentation stream "
+                                 f"(missing {missing}, unexpected {unexpected})")
     elif cfg.init_from is not None:
         model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"])
 
@@ -151,7 +174,9 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             x, lab, fov, err = _batch(train_c, error_maps, cfg, rng)
             out = model.forward_all(standardise_in_fov(x))
             loss = bce_dice_loss(out["logits"], lab, fov, cfg.dice_weight)
-            if err is not None:
+            if task == "av":
+                loss = loss + cfg.av_weight * av_bce_loss(out["av_logits"], err[:, :1], err[:, 1:], fov)
+            elif err is not None:
                 loss = loss + cfg.attention_weight * attention_mse_loss(out["attention"], err, fov)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,9 +194,10 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         threshold = val.get("val_best_threshold", 0.5)
         ck = make_checkpoint(model, cfg.model, kwargs, spec, threshold,
-                             {**provenance, "epoch": epoch + 1, "step": step}, row, task=MODEL_TASKS[cfg.model])
-        if val and val["val_best_f1"] > best_f1:
-            best_f1 = val["val_best_f1"]
+                             {**provenance, "epoch": epoch + 1, "step": step}, row, task=task)
+        score_key = "val_av_accuracy" if task == "av" else "val_best_f1"  # what "best" means for this model
+        if val and val.get(score_key, -1.0) > best_f1:
+            best_f1 = val[score_key]
             save_checkpoint(ck, run / "best.pt")
         save_checkpoint({**ck, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
                          "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,

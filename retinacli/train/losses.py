@@ -18,3 +18,11 @@ def bce_dice_loss(logits: torch.Tensor, label: torch.Tensor, fov: torch.Tensor, 
 def attention_mse_loss(attention: torch.Tensor, error_map: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
     """ERA-Net L_EA: mean squared error between the attention map A and the stage-1 error map E, inside the FOV."""
     return (((attention - error_map) ** 2) * fov).sum() / fov.sum().clamp_min(1.0)
+
+
+def av_bce_loss(av_logits: torch.Tensor, artery: torch.Tensor, vein: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
+    """Artery-vs-vein cross-entropy on the classification logit c (artery = 1), averaged over the pixels labelled
+    artery or vein inside the FOV; uncertain, crossing and background pixels are ignored. 0 when there are none."""
+    known = ((artery + vein) > 0).to(av_logits.dtype) * fov
+    bce = F.binary_cross_entropy_with_logits(av_logits, artery, reduction="none")
+    return (bce * known).sum() / known.sum().clamp_min(1.0)

@@ -6,32 +6,42 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+import cv2
+
 from retinacli.preprocess.normalise import ScaleSpec, prepare, to_canvas
-from retinacli.train.datasets import Sample, group_by_dataset, load_image, load_label
+from retinacli.train.datasets import AV_LABEL_KINDS, Sample, group_by_dataset, load_av_label, load_image, load_label
 
 
 @dataclass
 class CanvasSample:
-    """One training/validation image on the model canvas: image uint8 [S,S,3], label and fov bool [S,S]."""
+    """One training/validation image on the model canvas: image uint8 [S,S,3], label and fov bool [S,S]; for A/V
+    training also ``av`` uint8 [S,S] (0 background, 1 artery, 2 vein, 3 uncertain or crossing)."""
 
     sample_id: str
     image: np.ndarray
     label: np.ndarray
     fov: np.ndarray
+    av: np.ndarray | None = None
 
 
-def to_canvas_sample(sample: Sample, spec: ScaleSpec) -> CanvasSample:
+def to_canvas_sample(sample: Sample, spec: ScaleSpec, with_av: bool = False) -> CanvasSample:
     rgb = load_image(sample)
     label = load_label(sample, rgb.shape[:2])
     if label.shape != rgb.shape[:2]:
         raise ValueError(f"{sample.sample_id}: label {label.shape} does not match image {rgb.shape[:2]}")
     prep = prepare(rgb, spec)
     lab = to_canvas(label.astype(np.float32), prep.transform) > 0.5
-    return CanvasSample(sample.sample_id, prep.canvas, lab & prep.canvas_fov, prep.canvas_fov)
+    av = None
+    if with_av:
+        if sample.label_kind not in AV_LABEL_KINDS:
+            raise ValueError(f"{sample.sample_id}: A/V training needs artery/vein labels (rite or hrf datasets)")
+        av = to_canvas(load_av_label(sample), prep.transform, cv2.INTER_NEAREST) * prep.canvas_fov
+    return CanvasSample(sample.sample_id, prep.canvas, lab & prep.canvas_fov, prep.canvas_fov, av)
 
 
-def load_canvas_samples(samples: list[Sample], spec: ScaleSpec, desc: str = "loading") -> list[CanvasSample]:
-    return [to_canvas_sample(s, spec) for s in tqdm(samples, desc=desc, unit="img")]
+def load_canvas_samples(samples: list[Sample], spec: ScaleSpec, desc: str = "loading",
+                        with_av: bool = False) -> list[CanvasSample]:
+    return [to_canvas_sample(s, spec, with_av) for s in tqdm(samples, desc=desc, unit="img")]
 
 
 def split_train_val(samples: list[Sample], val_every: int) -> tuple[list[Sample], list[Sample]]:

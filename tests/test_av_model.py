@@ -1,0 +1,161 @@
+"""A/V two-stream model, A/V label readers, A/V loss, `retina train av` and `retina evaluate av` (synthetic HRF-AV
+layout), and the A/V pixel metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import DATASETS, draw_fundus, requires_data, write_rgb
+from retinacli.cli import app
+from retinacli.evaluate.av import AvCounts, av_labels_before_after
+from retinacli.postprocess.av_labels import AvGraphConfig
+from retinacli.train.datasets import Sample, load_av_label, load_label, read_spec
+from retinacli.train.losses import av_bce_loss
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_av_probabilities_split_the_vessel_probability():
+    from retinacli.models.normalise import ProbabilityGraph
+    from retinacli.models.registry import MODEL_TASKS, create_model
+
+    torch.manual_seed(0)
+    m = create_model("av_seqnet", channels=(4, 8), av_channels=(4, 8)).eval()
+    img = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        p = ProbabilityGraph(m)(img)
+    assert p.shape == (2, 3, 32, 32)
+    assert torch.allclose(p[:, 1] + p[:, 2], p[:, 0], atol=1e-6)
+    assert float(p.min()) >= 0 and float(p.max()) <= 1
+    assert MODEL_TASKS["av_seqnet"] == "av"
+
+
+def test_av_stream_loads_a_vessel_checkpoint(tiny_checkpoint):
+    from retinacli.models.registry import create_model
+    from retinacli.train.checkpoint import load_checkpoint
+
+    m = create_model("av_seqnet", channels=(4, 8), av_channels=(4, 8))
+    missing, unexpected = m.load_state_dict(load_checkpoint(tiny_checkpoint)["state_dict"], strict=False)
+    assert not unexpected and missing and all(k.startswith("cls_") for k in missing)
+
+
+def test_av_loss_ignores_unlabelled_pixels():
+    logits = torch.zeros(1, 1, 4, 4)
+    logits[0, 0, 0, 0] = 10.0   # confident artery on an artery pixel
+    logits[0, 0, 3, 3] = 10.0   # confident artery on an unlabelled pixel: ignored
+    art = torch.zeros(1, 1, 4, 4)
+    art[0, 0, 0, 0] = 1
+    vein = torch.zeros(1, 1, 4, 4)
+    fov = torch.ones(1, 1, 4, 4)
+    assert float(av_bce_loss(logits, art, vein, fov)) < 1e-4
+    vein[0, 0, 3, 3] = 1        # now labelled vein: a large loss
+    assert float(av_bce_loss(logits, art, vein, fov)) > 4
+    assert float(av_bce_loss(logits, art * 0, vein * 0, fov)) == 0.0
+
+
+def test_rite_colours_and_hrf_values(tmp_path):
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    rgb[0, 1] = (0, 0, 255)
+    rgb[0, 2] = (0, 255, 0)
+    rgb[1, 0] = (255, 255, 255)
+    write_rgb(tmp_path / "r.png", rgb)
+    s = Sample("rite/x", tmp_path / "img.tif", tmp_path / "r.png", None, "rite_av")
+    assert load_av_label(s).tolist() == [[1, 2, 3], [3, 0, 0]]
+    assert load_label(s).tolist() == [[True, True, True], [True, False, False]]
+    cv2.imwrite(str(tmp_path / "h.png"), np.array([[0, 1, 2, 3]], np.uint8))
+    h = Sample("hrf/x", tmp_path / "img.png", tmp_path / "h.png", None, "hrf_av")
+    assert load_av_label(h).tolist() == [[0, 1, 2, 3]]
+    with pytest.raises(ValueError):
+        load_av_label(Sample("drive/x", tmp_path / "i", tmp_path / "h.png", None))
+
+
+@requires_data
+def test_rite_reader_pairs_drive_images():
+    rite = DATASETS / "RITE"
+    if not rite.exists():
+        pytest.skip("RITE not present")
+    test = read_spec(f"rite:{rite}:test")
+    assert len(test) == 20 and test[0].image.name == "01_test.tif" and test[0].fov is not None
+    lab = load_av_label(test[0])
+    assert lab.shape == (584, 565) and set(np.unique(lab)) == {0, 1, 2, 3}
+
+
+def test_av_counts_and_painting():
+    label = np.zeros((5, 5), np.uint8)
+    label[0, :] = 1
+    label[4, :] = 2
+    pred = label.copy()
+    pred[0, 0] = 2
+    pred[4, 0:2] = 1
+    c = AvCounts()
+    c.add(pred, label, label > 0)
+    assert (c.tp, c.fn, c.tn, c.fp) == (4, 1, 3, 2)
+    m = c.metrics()
+    assert m["ACC"] == pytest.approx(0.7) and m["SE"] == pytest.approx(0.8) and m["SP"] == pytest.approx(0.6)
+
+
+def test_post_processing_fixes_a_minority_of_wrong_pixels():
+    # one horizontal vessel, 40 px long; the model calls 30% of it vein (one stretch): the segment vote repaints it
+    h, w = 9, 40
+    p_ves = np.zeros((h, w), np.float32)
+    p_ves[3:6, :] = 0.9
+    p_a = np.where(p_ves > 0, 0.8, 0).astype(np.float32)
+    p_v = np.where(p_ves > 0, 0.1, 0).astype(np.float32)
+    p_a[3:6, 28:] = 0.2
+    p_v[3:6, 28:] = 0.7
+    fov = np.ones((h, w), bool)
+    target = p_ves > 0
+    before, after = av_labels_before_after(p_ves, p_a, p_v, fov, 0.5, target, AvGraphConfig())
+    assert (before[target] == 2).sum() == 36
+    assert (after[target] == 1).all()
+
+
+def _hrf_av_layout(root: Path, split: str, n: int) -> Path:
+    for i in range(n):
+        rgb, ves = draw_fundus(120, 128, seed=30 + i, return_mask=True)
+        lab = np.zeros(ves.shape, np.uint8)
+        lab[ves] = 2
+        lab[ves & (np.arange(128)[None, :] < 64)] = 1
+        write_rgb(root / split / "images" / f"x{i}.png", rgb)
+        (root / split / "1st_manual").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / split / "1st_manual" / f"x{i}_AVmanual.png"), lab)
+    return root
+
+
+def test_train_av_then_evaluate(tiny_checkpoint, tmp_path):
+    data = _hrf_av_layout(tmp_path / "hrfav", "training", 3)
+    run = tmp_path / "run"
+    res = invoke("train", "av", "-d", f"hrf:{data}:training", "--run-dir", run, "--vessel-init", tiny_checkpoint,
+                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-px", "32",
+                 "--av-channels", "4,8", "--val-every", "3", "--threads", "1")
+    assert res.exit_code == 0, res.output
+    ck = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    assert ck["task"] == "av" and ck["model"]["kwargs"]["av_channels"] == [4, 8]
+    header = (run / "metrics.csv").read_text().splitlines()
+    assert "val_av_accuracy" in header[0] and header[1].split(",")[header[0].split(",").index("val_av_accuracy")]
+    out_csv = tmp_path / "ev" / "av.csv"
+    res = invoke("evaluate", "av", "-d", f"hrf:{data}:training", "-m", f"m={run / 'model.pt'}", "--out-csv", out_csv)
+    assert res.exit_code == 0, res.output
+    assert "vessel" in res.output and "centreline" in res.output and "->" in res.output
+    overall = pd.read_csv(out_csv.with_name("av_overall.csv"))
+    for col in ("vessel_ACC_before", "vessel_ACC_after", "centreline_SE_after", "vessel_SP_before"):
+        assert 0 <= overall.loc[0, col] <= 1
+    assert len(pd.read_csv(out_csv)) == 3
+
+
+def test_train_av_refuses_vessel_only_data(tiny_checkpoint, tmp_path):
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "v", n=2)
+    res = invoke("train", "av", "-d", f"folder:{data}", "--run-dir", tmp_path / "run", "--vessel-init", tiny_checkpoint,
+                 "--epochs", "1", "--steps-per-epoch", "1", "--val-every", "0")
+    assert res.exit_code == 2 and "artery/vein labels" in res.output
