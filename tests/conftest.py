@@ -133,3 +133,14 @@ def tiny_hemorrhage_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("engines_h") / "tiny_h"
     export_model_folder(ck, out, [])
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_av_dir(tmp_path_factory) -> Path:
+    """A random-init `av_seqnet` at the tiny vessel model's scale (so it shares its canvas), as a model folder."""
+    from retinacli.export.artefact_writer import export_model_folder
+
+    ck = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt_av") / "tiny_av.pt", seed=2, model_name="av_seqnet")
+    out = tmp_path_factory.mktemp("engines_av") / "tiny_av"
+    export_model_folder(ck, out, [])
+    return out

@@ -159,3 +159,29 @@ def test_train_av_refuses_vessel_only_data(tiny_checkpoint, tmp_path):
     res = invoke("train", "av", "-d", f"folder:{data}", "--run-dir", tmp_path / "run", "--vessel-init", tiny_checkpoint,
                  "--epochs", "1", "--steps-per-epoch", "1", "--val-every", "0")
     assert res.exit_code == 2 and "artery/vein labels" in res.output
+
+
+def test_process_writes_av_map_segments_and_biomarker_columns(tiny_model_dir, tiny_av_dir, tmp_path):
+    import csv
+
+    scans = tmp_path / "scans"
+    write_rgb(scans / "a.png", draw_fundus(150, 160, seed=5))
+    out = tmp_path / "out"
+    res = invoke("process", scans, "--out", out, "--model", tiny_model_dir, "--av-model", tiny_av_dir, "-q",
+                 "--no-hemorrhage")
+    assert res.exit_code == 0, res.output
+    row = next(csv.DictReader((out / "report.csv").open()))
+    assert row["status"] == "ok", row["reason"]
+    for name in ("av.png", "av_overlay.jpg", "segments.csv"):
+        assert (out / "a.png" / name).exists() and name in row["outputs"]
+    from retinacli.pipeline.av_stage import AV_FIELDS, SEGMENT_FIELDS
+
+    assert set(AV_FIELDS) <= set(row)
+    assert row["av_segments"] != "" and row["cre_method"] in ("knudtson_2003", "")
+    header = (out / "a.png" / "segments.csv").read_text().splitlines()[0].split(",")
+    assert header == SEGMENT_FIELDS
+    av = cv2.imread(str(out / "a.png" / "av.png"))
+    assert av.shape == (150, 160, 3)
+    # only black, red and blue in the A/V map (BGR on disk)
+    colours = {tuple(c) for c in av.reshape(-1, 3)}
+    assert colours <= {(0, 0, 0), (0, 0, 255), (255, 0, 0)}

@@ -68,25 +68,26 @@ def _folder(root: Path, bad: bool) -> Path:
     return root
 
 
-def test_process_exit_codes(tiny_model_dir, tiny_hemorrhage_dir, tmp_path):
+def test_process_exit_codes(tiny_model_dir, tiny_hemorrhage_dir, tiny_av_dir, tmp_path):
     good = _folder(tmp_path / "good", bad=False)
     res = invoke("process", good, "--out", tmp_path / "o1", "--model", tiny_model_dir, "--quiet", "--threads", "1",
-                 "--hemorrhage-model", tiny_hemorrhage_dir)
+                 "--hemorrhage-model", tiny_hemorrhage_dir, "--av-model", tiny_av_dir)
     assert res.exit_code == 0, res.output
     assert "report:" in res.output
-    for name in ("vessels.png", "hemorrhages.png", "hemorrhage_findings.csv", "hemorrhages_overlay.jpg"):
+    for name in ("vessels.png", "hemorrhages.png", "hemorrhage_findings.csv", "hemorrhages_overlay.jpg", "av.png",
+                 "av_overlay.jpg", "segments.csv"):
         assert (tmp_path / "o1" / "a.png" / name).exists(), name
 
     mixed = _folder(tmp_path / "mixed", bad=True)
     res = invoke("process", mixed, "--out", tmp_path / "o2", "--model", tiny_model_dir, "-q", "--threads", "1",
-                 "--no-hemorrhage")
+                 "--no-hemorrhage", "--no-av")
     assert res.exit_code == 3, res.output
     with (tmp_path / "o2" / "report.csv").open(newline="") as f:
         rows = {r["image_id"]: r for r in csv.DictReader(f)}
     assert rows["c.png"]["status"] == "failed" and rows["a.png"]["status"] == "ok"
 
     res = invoke("process", tmp_path / "missing", "--out", tmp_path / "o3", "--model", tiny_model_dir, "-q",
-                 "--no-hemorrhage")
+                 "--no-hemorrhage", "--no-av")
     assert res.exit_code == 2
     assert not (tmp_path / "o3").exists()
 
@@ -94,13 +95,13 @@ def test_process_exit_codes(tiny_model_dir, tiny_hemorrhage_dir, tmp_path):
 def test_process_empty_folder_and_bad_model(tiny_model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     res = invoke("process", tmp_path / "empty", "--out", tmp_path / "o", "--model", tiny_model_dir, "-q",
-                 "--no-hemorrhage")
+                 "--no-hemorrhage", "--no-av")
     assert res.exit_code == 4
     good = _folder(tmp_path / "good", bad=False)
     res = invoke("process", good, "--out", tmp_path / "o2", "--model", tmp_path / "no-model", "-q")
     assert res.exit_code == 2
     res = invoke("process", good, "--out", tmp_path / "o3", "--model", tiny_model_dir, "-q", "--backend", "nope",
-                 "--no-hemorrhage")
+                 "--no-hemorrhage", "--no-av")
     assert res.exit_code == 2
 
 
@@ -277,7 +278,7 @@ def test_process_out_that_is_a_file_is_a_clear_error(tmp_path, tiny_model_dir):
     not_a_dir = tmp_path / "results"
     not_a_dir.write_text("keep me")
     res = CliRunner().invoke(app, ["process", str(scans), "--out", str(not_a_dir), "--model", str(tiny_model_dir), "-q",
-                                   "--no-hemorrhage"])
+                                   "--no-hemorrhage", "--no-av"])
     assert res.exit_code == 2
     assert "Traceback" not in res.output
     assert not_a_dir.read_text() == "keep me"
@@ -293,7 +294,7 @@ def test_process_sigterm_writes_report_and_exits_130(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "retinacli.cli.main", "process", str(scans), "--out", str(out),
                              "--model", str(tiny_model_dir), "--batch-size", "1", "--workers", "1", "--threads", "1",
-                             "-q", "--no-hemorrhage"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "-q", "--no-hemorrhage", "--no-av"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / ".retina" / "ledger.sqlite").exists() and proc.poll() is None:
         time.sleep(0.05)

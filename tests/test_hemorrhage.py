@@ -253,13 +253,13 @@ def test_process_with_and_without_hemorrhage(tiny_model_dir, tiny_hemorrhage_dir
     scans = tmp_path / "scans"
     write_rgb(scans / "a.png", draw_fundus(120, 140, seed=3))
     out = tmp_path / "out"
-    res = invoke("process", scans, "--out", out, "--model", tiny_model_dir, "-q", "--no-hemorrhage")
+    res = invoke("process", scans, "--out", out, "--model", tiny_model_dir, "-q", "--no-hemorrhage", "--no-av")
     assert res.exit_code == 0, res.output
     row = next(csv.DictReader((out / "report.csv").open()))
     assert row["dr_hint_headline"] == "NOT_ASSESSED" and "not run" in row["hint_basis"]
     assert not (out / "a.png" / "hemorrhages.png").exists()
     res = invoke("process", scans, "--out", out, "--model", tiny_model_dir, "-q", "--hemorrhage-model",
-                 tiny_hemorrhage_dir, "--save-probabilities")
+                 tiny_hemorrhage_dir, "--save-probabilities", "--no-av")
     assert res.exit_code == 0, res.output
     row = next(csv.DictReader((out / "report.csv").open()))
     assert row["status"] == "ok" and row["dr_hint_headline"] not in ("", None)

@@ -21,7 +21,7 @@ def test_killed_run_resumes_without_redoing_finished_images(tmp_path, tiny_model
         write_rgb(scans / f"eye_{i:02d}.png", draw_fundus(300, 320, seed=i))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "retinacli.cli.main", "process", str(scans), "--out", str(out), "--model",
-           str(tiny_model_dir), "--batch-size", "1", "--workers", "1", "--threads", "1", "--quiet", "--no-hemorrhage"]
+           str(tiny_model_dir), "--batch-size", "1", "--workers", "1", "--threads", "1", "--quiet", "--no-hemorrhage", "--no-av"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = out / ".retina" / "ledger.sqlite"
     deadline = time.time() + 60

@@ -19,7 +19,7 @@ from retinacli.pipeline.run import EXIT_NO_INPUTS, process_inputs
 def test_batch_size_zero_is_refused(tmp_path, tiny_model_dir):
     write_rgb(tmp_path / "s" / "a.png", draw_fundus(120, 128))
     res = CliRunner().invoke(app, ["process", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--model",
-                                   str(tiny_model_dir), "--batch-size", "0", "--no-hemorrhage"])
+                                   str(tiny_model_dir), "--batch-size", "0", "--no-hemorrhage", "--no-av"])
     assert res.exit_code == 2
     with pytest.raises(ValueError):
         ProcessConfig([tmp_path / "s"], tmp_path / "o", tiny_model_dir, batch_size=0)

@@ -25,6 +25,10 @@ def process(
     hemorrhage_model: Path = typer.Option(None, "--hemorrhage-model",
                                           help="Haemorrhage model folder or checkpoint .pt. Default: the shipped "
                                                "engines/hemorrhage."),
+    av: bool = typer.Option(True, "--av/--no-av", help="Run the artery/vein model: A/V map, segments.csv and the "
+                                                       "biomarker columns (CRAE, CRVE, AVR, tortuosity, D0)."),
+    av_model: Path = typer.Option(None, "--av-model", help="A/V model folder or checkpoint .pt. Default: the shipped "
+                                                           "engines/av."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
     batch_size: int = typer.Option(4, min=1, help="Images per inference batch."),
     threads: int = typer.Option(0, help="Inference threads (0: runtime default)."),
@@ -36,8 +40,9 @@ def process(
                                 help="Skip inputs already done in this --out with the same file and model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Vessel and haemorrhage masks, overlays, findings, a DR grade hint (a lower bound from haemorrhage findings,
-    never a diagnosis), report.csv and run_summary.json for every input image.
+    """Vessel and haemorrhage masks, artery/vein map, overlays, findings, vessel segments, biomarkers, a DR grade
+    hint (a lower bound from haemorrhage findings, never a diagnosis), report.csv and run_summary.json for every
+    input image.
 
     Exit codes: 0 all images processed; 3 some inputs failed (see report.csv); 4 no inputs found;
     2 bad arguments or unusable model; 130 interrupted (Ctrl-C or SIGTERM; re-run to resume).
@@ -50,7 +55,7 @@ def process(
     if hemorrhage:
         h_model = hemorrhage_model or default_model_dir("hemorrhage")
     cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
-                        hemorrhage_model=h_model,
+                        hemorrhage_model=h_model, av_model=(av_model or default_model_dir("av")) if av else None,
                         backend=backend, batch_size=batch_size, threads=threads, workers=workers,
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
     try:  # a scheduler's stop (SIGTERM) still leaves report + summary; only possible on the main thread

@@ -16,6 +16,7 @@ class ProcessConfig:
     out_dir: Path
     model: Path
     hemorrhage_model: Path | None = None
+    av_model: Path | None = None  # artery/vein model (None: no A/V map, segments or CRAE/CRVE/AVR)
     hint_config: HintConfig = field(default_factory=HintConfig)
     backend: str = "auto"
     batch_size: int = 4

@@ -77,17 +77,25 @@ def finding_rows(image_id: str, lesions: list[Lesion], axes: FundusAxes, blot_px
     return rows
 
 
-def hemorrhage_findings(image_id: str, rgb: np.ndarray, prep: Prepared, vessel_prob: np.ndarray,
-                        hemorrhage_prob: np.ndarray, threshold: float, quality_cols: dict,
-                        cfg: HintConfig = HintConfig()) -> ImageFindings:
-    """rgb uint8 [H, W, 3]; vessel_prob, hemorrhage_prob float32 [H, W] in [0, 1] at input resolution."""
-    mask = (hemorrhage_prob >= threshold) & prep.fov_mask
+def locate_geometry(rgb: np.ndarray, prep: Prepared, vessel_prob: np.ndarray | None) -> tuple[DiscFovea, FundusAxes]:
+    """Disc and fovea (``locate_disc_fovea``) and the quadrant axes (``fundus_axes``) of one image."""
     geo = locate_disc_fovea(rgb, prep.fov_mask, vessel_prob)
     circle = prep.circle
     disc = (geo.disc_x, geo.disc_y) if geo.disc_found else None
     fovea = (geo.fovea_x, geo.fovea_y) if geo.fovea_found else None
     axes = fundus_axes((circle.cx, circle.cy), circle.diameter_px, disc, fovea,
                        geo.disc_diameter_px if geo.dd_method == "fitted" else None)
+    return geo, axes
+
+
+def hemorrhage_findings(image_id: str, rgb: np.ndarray, prep: Prepared, vessel_prob: np.ndarray | None,
+                        hemorrhage_prob: np.ndarray, threshold: float, quality_cols: dict,
+                        cfg: HintConfig = HintConfig(),
+                        geometry: tuple[DiscFovea, FundusAxes] | None = None) -> ImageFindings:
+    """rgb uint8 [H, W, 3]; vessel_prob, hemorrhage_prob float32 [H, W] in [0, 1] at input resolution.
+    ``geometry``: (disc/fovea, axes) from ``locate_geometry`` when already computed for this image."""
+    mask = (hemorrhage_prob >= threshold) & prep.fov_mask
+    geo, axes = geometry if geometry is not None else locate_geometry(rgb, prep, vessel_prob)
     lesions = lesion_components(mask, cfg.min_component_area_px)
     fov_area = int(np.count_nonzero(prep.fov_mask))
     verdict = quality_verdict(quality_cols)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, HemorrhageOutput, Loaded, base_row,
+from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, ModelOutput, base_row,
                                      finish_item, item_dir, load_item)
 from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
@@ -76,7 +76,8 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     out_dir = Path(cfg.out_dir).resolve()
     images, others = discover(cfg.inputs, exclude=out_dir)
     info = read_model_info(cfg.model)
-    info_h = None if cfg.hemorrhage_model is None else read_model_info(cfg.hemorrhage_model)
+    extra_paths = {"hemorrhage": cfg.hemorrhage_model, "av": cfg.av_model}
+    extra_infos = {name: read_model_info(p) for name, p in extra_paths.items() if p is not None}
     report_path, summary_path = confined_path(out_dir, REPORT_NAME), confined_path(out_dir, SUMMARY_NAME)
     if not images:  # e.g. a share that is not mounted: say so, and never replace an earlier report
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,20 +85,22 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
             write_report_csv([], ROW_FIELDS, report_path)
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
     backend = create_backend(info, cfg.backend, cfg.threads)
-    backend_h = None if info_h is None else create_backend(info_h, cfg.backend, cfg.threads)
+    extra_backends = {name: create_backend(i, cfg.backend, cfg.threads) for name, i in extra_infos.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = info.scale_spec()
-    spec_h = None if info_h is None else info_h.scale_spec()
+    extra_specs = {name: i.scale_spec() for name, i in extra_infos.items()}
     # what makes an earlier result reusable: the same model files, thresholds and scales, and rows of the same
     # schema, quality and hint rules (a row from an older retina lacks columns such as the quality verdict)
-    h_key = "none" if info_h is None else f"{info_h.sha256}:thr={info_h.threshold!r}:{spec_h}"
-    model_key = (f"{info.sha256}:thr={info.threshold!r}:{spec}:hemorrhage={h_key}:{cfg.hint_config}"
-                 f":rows={ROW_SCHEMA}")
+    extra_key = ":".join(f"{name}={i.sha256}:thr={i.threshold!r}:{extra_specs[name]}" if name in extra_infos
+                         else f"{name}=none" for name, i in ((n, extra_infos.get(n)) for n in extra_paths))
+    model_key = f"{info.sha256}:thr={info.threshold!r}:{spec}:{extra_key}:{cfg.hint_config}:rows={ROW_SCHEMA}"
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
-    if info_h is not None:
+    if "hemorrhage" in extra_infos:
         kinds += ["hemorrhage_mask", "findings"] + (["hemorrhage_overlay"] if cfg.overlay else []) + \
             (["hemorrhage_probability"] if cfg.save_probabilities else [])
+    if "av" in extra_infos:
+        kinds += ["av_map", "segments"] + (["av_overlay"] if cfg.overlay else [])
 
     def wanted(image_id: str) -> set[str]:
         return {(item_dir(image_id) / OUTPUT_NAMES[k]).as_posix() for k in kinds}
@@ -137,7 +140,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                     it = next(queue, None)
                     if it is None:
                         return
-                    loads.append(decoders.submit(load_item, it, spec, spec_h))
+                    loads.append(decoders.submit(load_item, it, spec, extra_specs))
 
             refill()
             while loads:
@@ -161,23 +164,25 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                         record(row)
                     continue
                 per_image_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
-                h_outs: list[HemorrhageOutput | None] = [None] * len(batch)
-                if backend_h is not None:
+                outs: list[dict[str, ModelOutput]] = [{} for _ in batch]
+                failed = None
+                for name, be in extra_backends.items():
                     t0 = time.perf_counter()
                     try:
-                        h_probs = backend_h.run(np.stack([b.hemorrhage_prepared.canvas.transpose(2, 0, 1)
-                                                          for b in batch]))
+                        extra = be.run(np.stack([b.extra_prepared[name].canvas.transpose(2, 0, 1) for b in batch]))
                     except Exception as exc:
-                        for b in batch:
-                            row = dict(b.row)
-                            row.update(status="failed", reason=f"hemorrhage_inference_error: {type(exc).__name__}: {exc}")
-                            record(row)
-                        continue
-                    h_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
-                    h_outs = [HemorrhageOutput(p[0], info_h.threshold, h_ms) for p in h_probs]
-                for b, p, h in zip(batch, probs, h_outs):
+                        failed = f"{name}_inference_error: {type(exc).__name__}: {exc}"
+                        break
+                    ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+                    for o, p in zip(outs, extra):
+                        o[name] = ModelOutput(p, extra_infos[name].threshold, ms)
+                if failed:
+                    for b in batch:
+                        record(dict(b.row, status="failed", reason=failed))
+                    continue
+                for b, p, o in zip(batch, probs, outs):
                     pending_writes.append(writers.submit(finish_item, b, p[0], info.threshold, out_dir, per_image_ms,
-                                                         cfg.save_probabilities, cfg.overlay, h, cfg.hint_config))
+                                                         cfg.save_probabilities, cfg.overlay, o, cfg.hint_config))
                 drain(limit=2 * cfg.batch_size)
             drain(limit=0)
     except KeyboardInterrupt:
@@ -191,16 +196,14 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         rows = [stored.get(it.image_id) or dict(base_row(it), status="pending", reason=PENDING_REASON)
                 for it in images]
         write_report_csv(rows, ROW_FIELDS, report_path)
-        models = {"vessels": _model_entry(info)}
-        if info_h is not None:
-            models["hemorrhage"] = _model_entry(info_h)
+        models = {"vessels": _model_entry(info), **{name: _model_entry(i) for name, i in extra_infos.items()}}
         summary = build_summary(rows, models, backend.name, started, _utc(), time.perf_counter() - t_start,
                                 interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
                                               "ignored_non_image_files": [str(it.path) for it in others]})
         write_summary(summary, summary_path)
         backend.close()
-        if backend_h is not None:
-            backend_h.close()
+        for be in extra_backends.values():
+            be.close()
     counts = summary["counts"]
     code = EXIT_SOME_FAILED if counts.get("failed", 0) else EXIT_OK
     return RunResult(code, counts, report_path, summary_path, [it.path for it in others])

@@ -54,3 +54,13 @@ def hemorrhage_overlay(rgb: np.ndarray, mask: np.ndarray, disc_xy: tuple[float, 
         cv2.drawMarker(out, centre, FOVEA_RGB, cv2.MARKER_CROSS if not fovea_estimated else cv2.MARKER_TILTED_CROSS,
                        size, t, cv2.LINE_AA)
     return out
+
+
+def av_overlay(rgb: np.ndarray, label_map: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """RGB uint8 [H, W, 3] + uint8 A/V label map [H, W] (1 artery, 2 vein) -> overlay: arteries tinted red,
+    veins blue."""
+    out = rgb.copy()
+    for lab, colour in ((1, (255, 0, 0)), (2, (0, 0, 255))):
+        tinted = cv2.add(cv2.convertScaleAbs(rgb, alpha=1.0 - alpha), tuple(float(c * alpha) for c in colour) + (0.0,))
+        cv2.copyTo(tinted, (label_map == lab).astype(np.uint8), out)
+    return out
