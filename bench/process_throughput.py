@@ -1,10 +1,12 @@
-"""Benchmark: images/second of `retina process` (vessels) on real data, end to end.
+"""Benchmark: images/second of `retina process` on real data, end to end.
 
 Runs the same library call as the CLI (decode, FOV, batched inference, mapping back, mask + overlay
 writes, ledger, report) on the DRIVE test images (565x584) and the HRF-AV test images (3504x2336),
 each into a fresh temporary output folder, and prints throughput with the input size and the machine.
+Stages: ``vessels`` (vessel model only, the foundation issue's target) and ``full`` (also the haemorrhage model,
+disc/fovea, DR hint, the A/V model, graph post-processing and biomarkers), as ``--stages`` chooses.
 
-    python bench/process_throughput.py [--datasets ../shared/datasets] [--model engines/vessels] [--repeat 2]
+    python bench/process_throughput.py [--datasets ../shared/datasets] [--stages vessels,full] [--repeat 2]
 """
 from __future__ import annotations
 
@@ -39,26 +41,39 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per dataset; the best is reported")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--stages", default="vessels,full", help="comma-separated: vessels, full")
+    ap.add_argument("--hemorrhage-model", type=Path, default=ROOT / "engines" / "hemorrhage")
+    ap.add_argument("--av-model", type=Path, default=ROOT / "engines" / "av")
     args = ap.parse_args()
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}, "
           f"python {platform.python_version()}; model {args.model}; backend {args.backend}")
-    for label, rel in SETS.items():
-        folder = args.datasets / rel
-        if not folder.is_dir():
-            print(f"{label}: skipped ({folder} not found)")
-            continue
-        best = None
-        for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                cfg = ProcessConfig(inputs=[folder], out_dir=Path(tmp) / "out", model=args.model, backend=args.backend,
-                                    batch_size=args.batch_size, progress=False)
-                t0 = time.perf_counter()
-                result = process_inputs(cfg)
-                wall = time.perf_counter() - t0
-            n = result.counts.get("ok", 0)
-            best = wall if best is None else min(best, wall)
-        print(f"{label}: {n} images ok, best of {args.repeat}: {best:.2f} s -> {n / best:.2f} images/s "
-              f"(end to end: decode, FOV, inference, mask + overlay PNG/JPEG writes)")
+    for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
+        extra = {}
+        if stage == "full":
+            missing = [p for p in (args.hemorrhage_model, args.av_model) if not (p / "metadata.json").exists()]
+            if missing:
+                print(f"full: skipped ({', '.join(map(str, missing))} not found)")
+                continue
+            extra = {"hemorrhage_model": args.hemorrhage_model, "av_model": args.av_model}
+        for label, rel in SETS.items():
+            folder = args.datasets / rel
+            if not folder.is_dir():
+                print(f"{label}: skipped ({folder} not found)")
+                continue
+            best = None
+            for _ in range(args.repeat):
+                with tempfile.TemporaryDirectory() as tmp:
+                    cfg = ProcessConfig(inputs=[folder], out_dir=Path(tmp) / "out", model=args.model,
+                                        backend=args.backend, batch_size=args.batch_size, progress=False, **extra)
+                    t0 = time.perf_counter()
+                    result = process_inputs(cfg)
+                    wall = time.perf_counter() - t0
+                n = result.counts.get("ok", 0)
+                best = wall if best is None else min(best, wall)
+            what = ("vessel mask + overlay" if stage == "vessels" else
+                    "vessels, haemorrhages, disc/fovea, hint, A/V graph, biomarkers, all outputs")
+            print(f"[{stage}] {label}: {n} images ok, best of {args.repeat}: {best:.2f} s -> {n / best:.2f} images/s "
+                  f"(end to end: decode, FOV, inference, {what})")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,11 @@ def test_findings_count_blobs_and_hint_fires(retina_example):
     assert c["hint_basis"].startswith(c["dr_hint_headline"])
     assert len(found.findings) == 5 and set(found.findings[0]) == set(FINDINGS_FIELDS)
     assert all(r["kind"] == "haemorrhage" for r in found.findings)
+    fx, fy = found.axes.fovea_xy
+    on_fovea = hemorrhage_findings("ex.jpg", rgb, prep, None, _blob_prob(rgb.shape[:2], [(int(fx), int(fy))], 10), 0.5,
+                                   {"quality": "gradable"}).findings
+    assert [r["covers_fovea_centre"] for r in on_fovea] == [True]
+    assert not any(r["covers_fovea_centre"] for r in found.findings)
     for text in (c["dr_hint_text"], c["hint_basis"]):
         assert "No DR" not in text and "diagnosis" not in text.lower()
 
@@ -272,3 +277,21 @@ def test_process_with_and_without_hemorrhage(tiny_model_dir, tiny_hemorrhage_dir
     assert header == FINDINGS_FIELDS
     summary = json.loads((out / "run_summary.json").read_text())
     assert set(summary["models"]) == {"vessels", "hemorrhage"} and "hints" in summary
+
+
+def test_missing_shipped_optional_model_skips_its_stage_with_a_note(tiny_model_dir, tmp_path, monkeypatch):
+    import retinacli.cli.process_cmd as pc
+
+    real = pc.default_model_dir
+    monkeypatch.setattr(pc, "default_model_dir", lambda name: real(name) if name == "vessels" else tmp_path / "none")
+    scans = tmp_path / "scans"
+    write_rgb(scans / "a.png", draw_fundus(120, 140, seed=3))
+    res = invoke("process", scans, "--out", tmp_path / "out", "--model", tiny_model_dir, "-q")
+    assert res.exit_code == 0, res.output
+    assert "no shipped hemorrhage model" in res.output and "no shipped av model" in res.output
+    row = next(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert row["dr_hint_headline"] == "NOT_ASSESSED"
+    # a model the user names must exist
+    res = invoke("process", scans, "--out", tmp_path / "out2", "--model", tiny_model_dir, "-q", "--no-av",
+                 "--hemorrhage-model", tmp_path / "missing")
+    assert res.exit_code == 2

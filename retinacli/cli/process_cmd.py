@@ -14,6 +14,21 @@ def _terminate(signum, frame):  # SIGTERM -> the same orderly stop as Ctrl-C
     raise KeyboardInterrupt
 
 
+def _optional_model(wanted: bool, given: Path | None, name: str, off_flag: str) -> Path | None:
+    """The model of an optional stage: the one given, else the shipped engines/<name>; a shipped one that is not
+    installed skips the stage with a note (a model the user named must exist: that error comes later)."""
+    if not wanted:
+        return None
+    if given is not None:
+        return given
+    path = default_model_dir(name)
+    if not (path / "metadata.json").exists():
+        typer.secho(f"note: no shipped {name} model at {path}: that stage is skipped (pass {off_flag} to silence "
+                    f"this, or --{name}-model PATH)", err=True)
+        return None
+    return path
+
+
 def process(
     inputs: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; nothing is written anywhere else."),
@@ -51,11 +66,10 @@ def process(
     from retinacli.pipeline.run import EXIT_NO_INPUTS, process_inputs
     from retinacli.runtime.base import BackendUnavailable
 
-    h_model = None
-    if hemorrhage:
-        h_model = hemorrhage_model or default_model_dir("hemorrhage")
+    h_model = _optional_model(hemorrhage, hemorrhage_model, "hemorrhage", "--no-hemorrhage")
+    a_model = _optional_model(av, av_model, "av", "--no-av")
     cfg = ProcessConfig(inputs=list(inputs), out_dir=out, model=model or default_model_dir("vessels"),
-                        hemorrhage_model=h_model, av_model=(av_model or default_model_dir("av")) if av else None,
+                        hemorrhage_model=h_model, av_model=a_model,
                         backend=backend, batch_size=batch_size, threads=threads, workers=workers,
                         save_probabilities=save_probabilities, overlay=overlay, resume=resume, progress=not quiet)
     try:  # a scheduler's stop (SIGTERM) still leaves report + summary; only possible on the main thread

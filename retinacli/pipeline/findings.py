@@ -29,7 +29,7 @@ HEMORRHAGE_FIELDS = ["hemorrhage_assessed", "hemorrhage_count", "hemorrhage_blot
 HINT_FIELDS = ["dr_hint_headline", "dr_hint_text", "dr_hint_codes", "hint_basis", "hint_is_lower_bound"]
 FINDINGS_FIELDS = ["image_id", "finding_id", "kind", "area_px", "equivalent_diameter_px", "centroid_x", "centroid_y",
                    "bbox_x", "bbox_y", "bbox_w", "bbox_h", "blot_sized", "quadrant", "hemifield",
-                   "distance_to_fovea_dd"]
+                   "distance_to_fovea_dd", "covers_fovea_centre"]
 
 
 @dataclass
@@ -63,8 +63,11 @@ def geometry_columns(geo: DiscFovea, axes: FundusAxes) -> dict:
 
 
 def finding_rows(image_id: str, lesions: list[Lesion], axes: FundusAxes, blot_px: float) -> list[dict]:
-    """One row per haemorrhage component (input px; distances to the fovea in DD, min over its pixels)."""
+    """One row per haemorrhage component (input px; distances to the fovea in DD, min over its pixels).
+    ``covers_fovea_centre``: the fovea centre pixel (found or estimated) lies in the component -- the dark fovea
+    itself can be mistaken for a haemorrhage, so a grader should look at such a finding first (it is kept)."""
     rows = []
+    fc = None if axes.fovea_xy is None else (int(axes.fovea_xy[0]), int(axes.fovea_xy[1]))
     for i, les in enumerate(lesions, start=1):
         dist = (min_distance_to_point_px(les, axes.fovea_xy) / axes.dd_px) if axes.fovea_xy is not None else math.nan
         x, y, w, h = les.bbox_xywh
@@ -73,7 +76,9 @@ def finding_rows(image_id: str, lesions: list[Lesion], axes: FundusAxes, blot_px
                      "centroid_y": _r(les.centroid_xy[1], 1), "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h,
                      "blot_sized": les.equivalent_diameter_px >= blot_px * (1 - 1e-9),
                      "quadrant": axes.quadrant_of(les.centroid_xy) or "", "hemifield": axes.hemifield_of(les.centroid_xy) or "",
-                     "distance_to_fovea_dd": _r(dist, 3)})
+                     "distance_to_fovea_dd": _r(dist, 3),
+                     "covers_fovea_centre": fc is not None and bool(np.any((les.pixels_xy[:, 0] == fc[0])
+                                                                           & (les.pixels_xy[:, 1] == fc[1])))})
     return rows
 
 
