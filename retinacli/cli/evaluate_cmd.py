@@ -26,13 +26,19 @@ def evaluate_vessels_cmd(
 ) -> None:
     """AUC, ACC, SE, SP, F1 (Dice), IoU inside the FOV against the first observer, per image and pooled."""
     from retinacli.evaluate.vessels import evaluate_vessels, format_table
+
+    models = _parse_models(model, "vessels")
+    _run_evaluation(data, lambda ds: evaluate_vessels(ds, models, backend, threshold), format_table, out_csv)
+
+
+def _run_evaluation(data: List[str], evaluate, format_table, out_csv: Optional[Path]) -> None:
+    """Read the dataset specs, call ``evaluate(datasets)`` (-> an object with per_image and overall frames), print
+    ``format_table(overall)`` and write the CSVs; a bad dataset, model or backend exits 2 with the reason."""
     from retinacli.runtime.base import BackendUnavailable
     from retinacli.train.datasets import DatasetLayoutError, read_spec
 
-    models = _parse_models(model, "vessels")
     try:
-        datasets = {spec: read_spec(spec) for spec in data}
-        result = evaluate_vessels(datasets, models, backend, threshold)
+        result = evaluate({spec: read_spec(spec) for spec in data})
     except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
@@ -77,18 +83,9 @@ def evaluate_hemorrhage_cmd(
     """AUPR, Dice, IoU, SE, SP, ACC inside the FOV per image and pooled; lesion-level detection (share of
     ground-truth components hit, also for those > 100 px) and false-positive components per image."""
     from retinacli.evaluate.hemorrhage import evaluate_hemorrhage, format_table
-    from retinacli.runtime.base import BackendUnavailable
-    from retinacli.train.datasets import DatasetLayoutError, read_spec
 
     models = _parse_models(model, "hemorrhage")
-    try:
-        datasets = {spec: read_spec(spec) for spec in data}
-        result = evaluate_hemorrhage(datasets, models, backend, threshold)
-    except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    typer.echo(format_table(result.overall))
-    _write_csvs(result, out_csv)
+    _run_evaluation(data, lambda ds: evaluate_hemorrhage(ds, models, backend, threshold), format_table, out_csv)
 
 
 @app.command("av")
@@ -105,18 +102,7 @@ def evaluate_av_cmd(
 ) -> None:
     """A/V accuracy, sensitivity (artery) and specificity on labelled artery/vein pixels and on centreline pixels,
     before and after the graph post-processing (crossing and uncertain pixels excluded)."""
-    from types import SimpleNamespace
-
     from retinacli.evaluate.av import evaluate_av, format_table
-    from retinacli.runtime.base import BackendUnavailable
-    from retinacli.train.datasets import DatasetLayoutError, read_spec
 
     models = _parse_models(model, "av")
-    try:
-        datasets = {spec: read_spec(spec) for spec in data}
-        per_image, overall = evaluate_av(datasets, models, backend, threshold)
-    except (DatasetLayoutError, FileNotFoundError, ValueError, BackendUnavailable) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    typer.echo(format_table(overall))
-    _write_csvs(SimpleNamespace(per_image=per_image, overall=overall), out_csv)
+    _run_evaluation(data, lambda ds: evaluate_av(ds, models, backend, threshold), format_table, out_csv)

@@ -27,6 +27,21 @@ def _run(cfg) -> None:
     typer.echo(f"final checkpoint: {final}")
 
 
+def _vessel_checkpoint_scale(path: Path) -> dict:
+    """TrainConfig fields taken from a vessel checkpoint: its channels and the scale it runs at (fixed, or
+    image-following with its min/max FOV). An unreadable checkpoint exits 2."""
+    from retinacli.train.checkpoint import load_checkpoint
+
+    try:
+        ck = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    pre = ck["preprocess"]
+    return {"channels": tuple(ck["model"]["kwargs"]["channels"]), "canvas_px": pre["canvas_px"],
+            "fov_diameter_px": pre["fov_diameter_px"], "min_fov_diameter_px": pre.get("min_fov_diameter_px")}
+
+
 @app.command("vessels")
 def train_vessels_cmd(
     data: List[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
@@ -75,18 +90,9 @@ def train_refine_cmd(
 
     Computes the stage-1 error maps (ground truth vessel missed by stage 1) on the training images itself.
     """
-    from retinacli.train.checkpoint import load_checkpoint
     from retinacli.train.config import TrainConfig
 
-    try:
-        ck = load_checkpoint(stage1)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    pre = ck["preprocess"]
-    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined",
-                     channels=tuple(ck["model"]["kwargs"]["channels"]), canvas_px=pre["canvas_px"],
-                     fov_diameter_px=pre["fov_diameter_px"], min_fov_diameter_px=pre.get("min_fov_diameter_px"),
+    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined", **_vessel_checkpoint_scale(stage1),
                      epochs=epochs, steps_per_epoch=steps_per_epoch,
                      batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
                      val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))
@@ -149,20 +155,11 @@ def train_av_cmd(
     """Artery/vein: two-stream network after SeqNet (segmentation stream x classification stream), trained at the
     vessel checkpoint's scale; validation A/V accuracy on labelled artery/vein pixels picks the best epoch."""
     from retinacli.cli.defaults import default_model_dir
-    from retinacli.train.checkpoint import load_checkpoint
     from retinacli.train.config import TrainConfig
 
     init = vessel_init or default_model_dir("vessels") / "model.pt"
-    try:
-        ck = load_checkpoint(init)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    pre = ck["preprocess"]
-    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", channels=tuple(ck["model"]["kwargs"]["channels"]),
-                     model_kwargs={"av_channels": [int(c) for c in av_channels.split(",")]},
-                     canvas_px=pre["canvas_px"], fov_diameter_px=pre["fov_diameter_px"],
-                     min_fov_diameter_px=pre.get("min_fov_diameter_px"), epochs=epochs,
+    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", **_vessel_checkpoint_scale(init),
+                     model_kwargs={"av_channels": [int(c) for c in av_channels.split(",")]}, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
                      av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,
                      resume=resume))

@@ -28,6 +28,12 @@ PIXEL_SETS = ("vessel", "centreline")
 
 
 @dataclass
+class AvEvaluation:
+    per_image: pd.DataFrame   # one row per (model, dataset, image)
+    overall: pd.DataFrame     # one row per (model, dataset): counts pooled over pixels
+
+
+@dataclass
 class AvCounts:
     """Artery-positive confusion counts on the evaluated pixels."""
 
@@ -79,8 +85,8 @@ def av_labels_before_after(p_ves: np.ndarray, p_a: np.ndarray, p_v: np.ndarray, 
 
 def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], backend: str = "auto",
                 threshold: float | None = None, config: AvGraphConfig = AvGraphConfig(),
-                progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-image rows, pooled rows): ACC/SE/SP for each pixel set (vessel, centreline) before and after the graph
+                progress: bool = True) -> AvEvaluation:
+    """Per-image and pooled rows: ACC/SE/SP for each pixel set (vessel, centreline) before and after the graph
     post-processing; the graph distances are scaled to each image's FOV diameter."""
     per_image, overall = [], []
     for model_name, model_path in models.items():
@@ -113,7 +119,7 @@ def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], back
                 row.update({f"{ps}_{k}_{st}": v for k, v in c.metrics().items()})
             overall.append(row)
         be.close()
-    return pd.DataFrame(per_image), pd.DataFrame(overall)
+    return AvEvaluation(pd.DataFrame(per_image), pd.DataFrame(overall))
 
 
 def format_table(overall: pd.DataFrame) -> str:
