@@ -5,7 +5,7 @@ Prints, per set: mean distance (px in the GT frame, and in disc diameters), the 
 (FOV + vessel model + locator, decode excluded), and the images that miss.
 
     python bench/landmarks_idrid.py [--datasets ../shared/datasets] [--model engines/vessels | --no-vessels]
-        [--sets seg-test,loc-test] [--csv per_image.csv]
+        [--sets seg-test,loc-test] [--csv per_image.csv] [--half all|dev|holdout]
 """
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ from retinacli.evaluate.landmarks import (evaluate_landmarks, read_idrid_localis
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def select_half(cases: list, half: str) -> list:
+    """Cases whose IDRiD number is odd (half "dev"), even ("holdout") or all of them ("all")."""
+    if half == "all":
+        return cases
+    odd = half == "dev"
+    return [c for c in cases if (int(c.image_id.rsplit("_", 1)[1]) % 2 == 1) == odd]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -28,6 +36,9 @@ def main() -> None:
     ap.add_argument("--no-vessels", action="store_true", help="use the black-hat vessel proxy, not the model")
     ap.add_argument("--sets", default="seg-test,loc-test", help="comma list of seg-train, seg-test, loc-test")
     ap.add_argument("--csv", type=Path, default=None, help="write the per-image rows here")
+    ap.add_argument("--half", choices=("all", "dev", "holdout"), default="all",
+                    help="loc-test only: dev = odd image numbers (52), holdout = even (51). The localisation TEST "
+                         "set is the only fovea ground truth here: develop on dev, report holdout and all")
     args = ap.parse_args()
     idrid = args.datasets / "IDRiD"
     model = None if args.no_vessels else args.model
@@ -38,7 +49,7 @@ def main() -> None:
     frames = []
     for name in args.sets.split(","):
         if name == "loc-test":
-            cases, ref = read_idrid_localisation(idrid), ref_dd
+            cases, ref = select_half(read_idrid_localisation(idrid), args.half), ref_dd
         else:
             cases, ref = read_idrid_segmentation(idrid, "training" if name == "seg-train" else "test"), float("nan")
         df = evaluate_landmarks(cases, model, ref_dd_px=ref, progress=True)
