@@ -185,3 +185,27 @@ def test_process_writes_av_map_segments_and_biomarker_columns(tiny_model_dir, ti
     # only black, red and blue in the A/V map (BGR on disk)
     colours = {tuple(c) for c in av.reshape(-1, 3)}
     assert colours <= {(0, 0, 0), (0, 0, 255), (255, 0, 0)}
+
+
+def test_train_av_continues_from_an_av_checkpoint(tiny_checkpoint, tmp_path):
+    data = _hrf_av_layout(tmp_path / "hrfav", "training", 3)
+    common = ("-d", f"hrf:{data}:training", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+              "--patch-px", "32", "--val-every", "0", "--threads", "1")
+    first = tmp_path / "first"
+    res = invoke("train", "av", "--run-dir", first, "--vessel-init", tiny_checkpoint, "--av-channels", "4,8", *common)
+    assert res.exit_code == 0, res.output
+    # --init takes the classification-stream channels from the A/V checkpoint, whatever --av-channels says
+    second = tmp_path / "second"
+    res = invoke("train", "av", "--run-dir", second, "--init", first / "model.pt", "--av-channels", "8,16", "--lr",
+                 "0", *common)
+    assert res.exit_code == 0, res.output
+    a = torch.load(first / "model.pt", map_location="cpu", weights_only=False)
+    b = torch.load(second / "model.pt", map_location="cpu", weights_only=False)
+    assert b["model"]["kwargs"]["av_channels"] == [4, 8]
+    # lr 0: the classification stream is exactly the one it started from (batch-norm running stats aside)
+    for k, v in a["state_dict"].items():
+        if k.startswith("cls_") and "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, b["state_dict"][k]), k
+    # a vessel checkpoint is refused by --init, with a pointer to --vessel-init
+    res = invoke("train", "av", "--run-dir", tmp_path / "third", "--init", tiny_checkpoint, *common)
+    assert res.exit_code == 2 and "--vessel-init" in res.output

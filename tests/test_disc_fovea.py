@@ -138,3 +138,44 @@ def test_idrid_real_images_disc_and_fovea():
     assert df.disc_found.all()
     assert (df.disc_err_dd <= 0.25).all(), df[["image", "disc_err_dd"]]
     assert (df.fovea_err_dd <= 0.5).sum() >= 4, df[["image", "fovea_err_dd", "reason"]]
+
+
+def _faint_fovea(depth: float, fovea=(322, 205)):
+    """The synthetic fundus with a shallow fovea: green x (1 - depth) at its centre (Gaussian, sigma DD/2)."""
+    rgb, fov = synthetic_fundus(dark=False)
+    yy, xx = np.mgrid[:fov.shape[0], :fov.shape[1]]
+    shade = 1.0 - depth * np.exp(-((xx - fovea[0]) ** 2 + (yy - fovea[1]) ** 2) / (2 * 28.0 ** 2))
+    return np.clip(rgb.astype(np.float32) * shade[..., None], 0, 255).astype(np.uint8), fov
+
+
+def test_faint_dip_near_the_estimate_is_kept_and_labelled(monkeypatch):
+    """A 1-3% dip (too faint for the 3% rule) that agrees with the disc-based estimate is the fovea, with its
+    own fovea_method; without the agreement (max shift 0 DD) the estimate is used instead."""
+    import retinacli.postprocess.disc_fovea as locator
+
+    rgb, fov = _faint_fovea(0.06)
+    r = locate_disc_fovea(rgb, fov)
+    assert locator.FOVEA_MAX_DARKNESS < r.fovea_darkness <= locator.FOVEA_WEAK_DARKNESS
+    assert r.fovea_found and r.fovea_method == "faint_dip_near_estimate" and r.quadrant_method == "disc_fovea"
+    assert np.hypot(r.fovea_x - 322.5, r.fovea_y - 205.5) < 20
+    monkeypatch.setattr(locator, "FOVEA_WEAK_MAX_SHIFT_DD", 0.0)
+    r = locate_disc_fovea(rgb, fov)
+    assert not r.fovea_found and r.fovea_method == "estimated_from_disc" and "no dark fovea" in r.reason
+
+
+def test_vessel_free_map_peaks_between_vessels():
+    """Distance to the nearest model vessel, in DD and capped: ~0 on a vessel, largest midway between two."""
+    from retinacli.postprocess.disc_fovea import FOVEA_VESSEL_FREE_CAP_DD, vessel_free_map
+
+    rgb, fov = synthetic_fundus()
+    prob = np.zeros(fov.shape, np.float32)
+    prob[:, 250] = prob[:, 350] = 1.0          # two vertical vessels 100 input px apart, centre line x = 300
+    wc = make_work_canvas(rgb, fov, prob)
+    m = vessel_free_map(wc, wc.dd_prior_px)
+    t = wc.transform                           # input (x, y) -> canvas (x * scale + tx, y * scale + ty)
+    to_c = lambda x, y: (int(round(x * t.scale + t.tx)), int(round(y * t.scale + t.ty)))
+    (v1, cy), (mid, _), (v2, _) = to_c(250, 200), to_c(300, 200), to_c(350, 200)
+    row = m[cy]
+    assert m.dtype == np.float32 and m.max() <= FOVEA_VESSEL_FREE_CAP_DD + 1e-6
+    assert row[mid] > row[v1] and row[mid] > row[v2]
+    assert row[mid] == pytest.approx(row[mid - 3: mid + 4].max(), abs=1e-3)   # the peak is at the midline

@@ -77,6 +77,9 @@ def evaluate_hemorrhage_cmd(
                                                                           "shipped engines/hemorrhage."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
     threshold: Optional[float] = typer.Option(None, help="Override the models' default thresholds."),
+    single_pass: bool = typer.Option(False, "--single-pass", help="Ignore the test-time flips a model's artefact "
+                                                                  "asks for (one inference per image), e.g. to "
+                                                                  "measure what they add."),
     out_csv: Optional[Path] = typer.Option(None, "--out-csv", help="Write per-image rows here (and the pooled "
                                                                    "rows to <name>_overall.csv)."),
 ) -> None:
@@ -85,7 +88,9 @@ def evaluate_hemorrhage_cmd(
     from retinacli.evaluate.hemorrhage import evaluate_hemorrhage, format_table
 
     models = _parse_models(model, "hemorrhage")
-    _run_evaluation(data, lambda ds: evaluate_hemorrhage(ds, models, backend, threshold), format_table, out_csv)
+    flips = () if single_pass else None
+    _run_evaluation(data, lambda ds: evaluate_hemorrhage(ds, models, backend, threshold, flips=flips), format_table,
+                    out_csv)
 
 
 @app.command("av")

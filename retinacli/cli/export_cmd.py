@@ -16,6 +16,11 @@ def export_onnx(
     tolerance: float = typer.Option(1e-4, help="Maximum |probability difference| allowed."),
     name: Optional[str] = typer.Option(None, help="Model name written to metadata.json (default: the "
                                                   "checkpoint's task, e.g. vessels or hemorrhage)."),
+    test_time_flips: Optional[List[str]] = typer.Option(None, "--test-time-flips",
+                                                        help="Repeatable: horizontal, vertical or both. Written to "
+                                                             "metadata.json: every run of the model (process, "
+                                                             "evaluate) then averages its output over these mirrored "
+                                                             "copies of the canvas (one extra inference each)."),
 ) -> None:
     """Export to ONNX (fixed H x W, dynamic batch, normalisation inside the graph), then check parity.
 
@@ -26,10 +31,12 @@ def export_onnx(
     from retinacli.io.discover import discover_inputs
 
     from retinacli.io.decode import DecodeError
+    from retinacli.runtime.flip_average import check_flips
 
     try:
         images = [it.path for it in discover_inputs(list(parity_images))] if parity_images else []
-        meta = export_model_folder(checkpoint, out, images, tolerance, name)
+        extra = {"test_time_flips": list(check_flips(test_time_flips))} if test_time_flips else None
+        meta = export_model_folder(checkpoint, out, images, tolerance, name, extra)
     except ParityError as exc:
         typer.secho(f"parity check failed: {exc}", fg="red", err=True)
         raise typer.Exit(1)
@@ -38,4 +45,5 @@ def export_onnx(
         raise typer.Exit(2)
     p = meta["parity"]
     typer.echo(f"wrote {out}/model.onnx ({meta['parameters']} parameters); parity on {p['images']} images: "
-               f"max |diff| {p['max_abs_diff']:.2e} <= {p['tolerance']:g}")
+               f"max |diff| {p['max_abs_diff']:.2e} <= {p['tolerance']:g}"
+               + (f"; test-time flips: {', '.join(meta['test_time_flips'])}" if meta.get("test_time_flips") else ""))

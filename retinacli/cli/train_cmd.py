@@ -42,6 +42,22 @@ def _vessel_checkpoint_scale(path: Path) -> dict:
             "fov_diameter_px": pre["fov_diameter_px"], "min_fov_diameter_px": pre.get("min_fov_diameter_px")}
 
 
+def _av_checkpoint_channels(path: Path) -> list[int]:
+    """The classification-stream channels of an A/V checkpoint; anything else exits 2."""
+    from retinacli.train.checkpoint import load_checkpoint
+
+    try:
+        ck = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    if ck.get("task") != "av":
+        typer.secho(f"error: {path} is a {ck.get('task')!r} checkpoint; --init needs an A/V checkpoint "
+                    "(use --vessel-init for a vessel model)", fg="red", err=True)
+        raise typer.Exit(2)
+    return [int(c) for c in ck["model"]["kwargs"]["av_channels"]]
+
+
 @app.command("vessels")
 def train_vessels_cmd(
     data: List[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
@@ -150,6 +166,10 @@ def train_av_cmd(
     val_every: int = typer.Option(10),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2),
+    init_from: Optional[Path] = typer.Option(None, "--init", help="An A/V checkpoint to continue from: both streams "
+                                                                  "start from its weights, and its scale and "
+                                                                  "classification-stream channels are used "
+                                                                  "(--vessel-init and --av-channels are then ignored)."),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Artery/vein: two-stream network after SeqNet (segmentation stream x classification stream), trained at the
@@ -157,9 +177,14 @@ def train_av_cmd(
     from retinacli.cli.defaults import default_model_dir
     from retinacli.train.config import TrainConfig
 
-    init = vessel_init or default_model_dir("vessels") / "model.pt"
+    if init_from is not None:
+        init = init_from
+        channels_av = _av_checkpoint_channels(init_from)
+    else:
+        init = vessel_init or default_model_dir("vessels") / "model.pt"
+        channels_av = [int(c) for c in av_channels.split(",")]
     _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", **_vessel_checkpoint_scale(init),
-                     model_kwargs={"av_channels": [int(c) for c in av_channels.split(",")]}, epochs=epochs,
+                     model_kwargs={"av_channels": channels_av}, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
                      av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,
                      resume=resume))

@@ -40,14 +40,16 @@ def _lesion_columns(d: LesionDetection, images: int) -> dict:
 
 def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Path], backend: str = "auto",
                         threshold: float | None = None, min_finding_area_px: int = 4,
-                        progress: bool = True) -> HemorrhageEvaluation:
+                        progress: bool = True, flips=None) -> HemorrhageEvaluation:
     """Score every model on every dataset; ``threshold`` overrides the models' own default thresholds.
-    ``min_finding_area_px``: predicted components smaller than this are not findings (``HintConfig`` default)."""
+    ``min_finding_area_px``: predicted components smaller than this are not findings (``HintConfig`` default).
+    ``flips``: test-time flips (None: what each artefact says, as `retina process` runs it; (): one pass)."""
     per_image, overall = [], []
     for model_name, model_path in models.items():
         info = read_model_info(model_path)
         thr = info.threshold if threshold is None else threshold
-        be = create_backend(info, backend)
+        be = create_backend(info, backend, flips=flips)
+        used_flips = info.test_time_flips if flips is None else tuple(flips)
         spec = info.scale_spec()
         for ds_name, samples in datasets.items():
             hist, conf, lesions = ScoreHistogram(), Confusion(), LesionDetection()
@@ -70,7 +72,7 @@ def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Pat
                                   **c.metrics(), **_lesion_columns(d, 1)})
             overall.append({"model": model_name, "dataset": ds_name, "images": len(samples), "AUPR": hist.aupr(),
                             "AUC": hist.auc(), **conf.metrics(), **_lesion_columns(lesions, len(samples)),
-                            "threshold": thr})
+                            "threshold": thr, "test_time_flips": "+".join(used_flips) or "none"})
         be.close()
     return HemorrhageEvaluation(pd.DataFrame(per_image), pd.DataFrame(overall))
 
@@ -78,5 +80,5 @@ def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Pat
 def format_table(overall: pd.DataFrame) -> str:
     """Plain-text table: pixel metrics, then lesion-level recall and false positives per image."""
     cols = ["dataset", "model", "images", *PIXEL_METRICS, "lesion_recall", "lesion_recall_large",
-            "fp_components_per_image", "threshold"]
+            "fp_components_per_image", "threshold", "test_time_flips"]
     return overall[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")

@@ -19,7 +19,8 @@ from retinacli.postprocess.grade_hints import (WORDING, HaemorrhageFindings, Hin
 from retinacli.postprocess.lesions import Lesion, lesion_components, min_distance_to_point_px
 from retinacli.preprocess.normalise import Prepared
 
-GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "fovea_found", "fovea_x", "fovea_y",
+GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "fovea_found", "fovea_method", "fovea_x",
+                   "fovea_y",
                    "quadrant_method", "quadrants_image_centred", "fovea_not_found", "possibly_inverted",
                    "geometry_reason"]
 HEMORRHAGE_FIELDS = ["hemorrhage_assessed", "hemorrhage_count", "hemorrhage_blot_count", "hemorrhage_area_px",
@@ -57,7 +58,7 @@ def quality_verdict(quality_cols: dict) -> QualityVerdict:
 def geometry_columns(geo: DiscFovea, axes: FundusAxes) -> dict:
     return {"disc_found": geo.disc_found, "disc_x": _r(geo.disc_x, 1), "disc_y": _r(geo.disc_y, 1),
             "disc_diameter_px": _r(geo.disc_diameter_px, 1), "fovea_found": geo.fovea_found,
-            "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1), "quadrant_method": axes.quadrant_method,
+            "fovea_method": geo.fovea_method, "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1), "quadrant_method": axes.quadrant_method,
             "quadrants_image_centred": axes.quadrants_image_centred, "fovea_not_found": axes.fovea_not_found,
             "possibly_inverted": axes.possibly_inverted, "geometry_reason": geo.reason}
 

@@ -66,7 +66,7 @@ def _model_entry(info) -> dict:
     spec = info.scale_spec()
     return {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
             "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
-            "min_fov_diameter_px": spec.min_fov_diameter_px}
+            "min_fov_diameter_px": spec.min_fov_diameter_px, "test_time_flips": list(info.test_time_flips)}
 
 
 def process_inputs(cfg: ProcessConfig) -> RunResult:

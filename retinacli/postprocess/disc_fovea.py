@@ -14,10 +14,12 @@ Method (on a FOV-normalised working canvas, FOV diameter 512 px, see disc_fovea_
   surround, equivalent-circle diameter of the component at the centre; prior DD = 0.139 x FOV diameter
   when the fit is implausible.
 - fovea: minimum of green (exudates capped at the local median, smoothed at sigma DD/2, divided by its
-  2 DD background) with a vessel-density penalty and a Gaussian anatomical prior (DFD/DD 2.65 +- 0.30,
+  2 DD background) with a vessel-density penalty, a vessel-free bonus (z of the distance to the nearest model
+  vessel pixel, capped at 1 DD; only with a model vessel map) and a Gaussian anatomical prior (DFD/DD 2.65 +- 0.30,
   tilt -5.6 +- 3.3 deg), searched in the annulus 2.0-3.3 DD from the disc on the side toward the FOV
   centre, within +-1 DD vertically and 0.85 FOV radius; found only when it is >= 3% darker than the ring
-  1.0-1.5 DD around it and plausible (``fundus_geometry.check_disc_fovea_pair``: DFD/DD in [2.05, 3.25], tilt
+  1.0-1.5 DD around it (or, ``faint_dip_near_estimate``, >= 1% darker than that ring and within 0.75 DD of
+  the disc-based estimate below) and plausible (``fundus_geometry.check_disc_fovea_pair``: DFD/DD in [2.05, 3.25], tilt
   in [-15.5, +4.3] deg, mirrored when inverted; stricter than ``fundus_axes``, which keeps a tilt up to +15.5
   deg with ``possibly_inverted``).
 - quadrant_method and the fovea fallback come from ``fundus_geometry.fundus_axes`` on the FOV circle, so a
@@ -35,7 +37,7 @@ from retinacli.postprocess.disc_fovea_maps import (WORK_FOV_DIAMETER_PX, WorkCan
                                                    zscore)
 from retinacli.postprocess.fundus_geometry import (DFD_PER_DD, DFD_PER_DD_SD, DISC_FOVEA, DISC_ONLY_ESTIMATED_FOVEA,
                                                    IMAGE_CENTRED, TILT_MEAN_DEG, TILT_SD_DEG, check_disc_fovea_pair,
-                                                   fundus_axes, tilt_deg)
+                                                   estimate_fovea_xy, fundus_axes, tilt_deg)
 
 DISC_VESSEL_WEIGHTS = (0.5, 0.5)        # (vertical vessels, thick vessels), relative to disc brightness
 DISC_MIN_CONTRAST = 1.08                # disc mean / surround median of normalised luminance (train min ~1.2)
@@ -46,6 +48,11 @@ FOVEA_MAX_DY_DD = 1.0
 FOVEA_MAX_FOV_RADIUS = 0.85             # search within this share of the FOV radius (vignetted rim)
 FOVEA_MAX_DARKNESS = 0.97               # fovea green / annulus median green must be below this to count
 FOVEA_PRIOR_WEIGHT = 0.5             # weight of the anatomical log-prior against z(darkness)
+FOVEA_VESSEL_FREE_WEIGHT = 1.0          # weight of z(distance to the nearest vessel) (model vessel maps only)
+FOVEA_VESSEL_FREE_CAP_DD = 1.0          # distance to the nearest vessel counts up to this many DD
+VESSEL_MASK_LEVEL = 0.5                 # vessel probability >= this is a vessel for that distance
+FOVEA_WEAK_DARKNESS = 0.99              # a candidate darker than this but not FOVEA_MAX_DARKNESS ...
+FOVEA_WEAK_MAX_SHIFT_DD = 0.75          # ... is kept when within this many DD of the disc-based estimate
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,8 @@ def locate_fovea(wc: WorkCanvas, dx: float, dy: float, dd: float,
     tilt = down * tilt_deg((dx, dy), (xx, yy))
     log_prior = -0.5 * ((r / dd - DFD_PER_DD) / DFD_PER_DD_SD) ** 2 - 0.5 * ((tilt - TILT_MEAN_DEG) / TILT_SD_DEG) ** 2
     score = -zscore(dip, region) - 0.5 * zscore(ves, region) + FOVEA_PRIOR_WEIGHT * log_prior
+    if wc.vessels_from_model:  # the macula is the vessel-free zone the arcades curve around
+        score += FOVEA_VESSEL_FREE_WEIGHT * zscore(vessel_free_map(wc, dd), region)
     fx, fy = _argmax(score, region)
     rf = np.hypot(xx - fx, yy - fy)
     ring = m & (rf >= 1.0 * dd) & (rf <= 1.5 * dd)
@@ -211,6 +220,15 @@ def locate_fovea(wc: WorkCanvas, dx: float, dy: float, dd: float,
     if not darkness <= FOVEA_MAX_DARKNESS:
         return float(fx), float(fy), darkness, f"no dark fovea (darkness {darkness:.3f} > {FOVEA_MAX_DARKNESS})"
     return float(fx), float(fy), darkness, ""
+
+
+def vessel_free_map(wc: WorkCanvas, dd: float) -> np.ndarray:
+    """Distance from each canvas pixel to the nearest vessel pixel (model probability >= VESSEL_MASK_LEVEL), in
+    DD (pixels outside the FOV count as vessels: nothing is known there), capped at FOVEA_VESSEL_FREE_CAP_DD
+    and smoothed at sigma DD/4 inside the FOV: float32 [H, W], high at the centre of the vessel-free macula."""
+    free = ((wc.vessels < VESSEL_MASK_LEVEL) & wc.fov).astype(np.uint8)  # the FOV edge bounds it like a vessel
+    dist = cv2.distanceTransform(free, cv2.DIST_L2, 5) / max(dd, 1e-6)
+    return masked_blur(np.minimum(dist, FOVEA_VESSEL_FREE_CAP_DD).astype(np.float32), wc.fov, dd / 4.0)
 
 
 def _no_disc(wc: WorkCanvas, reason: str, contrast: float) -> DiscFovea:
@@ -242,6 +260,13 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
     fx, fy, darkness, reason = locate_fovea(wc, x, y, dd, inverted)
     disc_xy, dd_in = wc.to_input(x, y), dd / wc.transform.scale
     fovea_xy = None if reason else wc.to_input(fx, fy)
+    faint = False
+    if reason.startswith("no dark fovea") and darkness <= FOVEA_WEAK_DARKNESS:
+        # a faint dip that agrees with the anatomy: better than the estimate, which ignores the image
+        est = estimate_fovea_xy(disc_xy, dd_in, (wc.circle.cx, wc.circle.cy), inverted)
+        cand = wc.to_input(fx, fy)
+        if est is not None and np.hypot(cand[0] - est[0], cand[1] - est[1]) <= FOVEA_WEAK_MAX_SHIFT_DD * dd_in:
+            fovea_xy, reason, faint = cand, "", True
     if fovea_xy is not None:
         check = check_disc_fovea_pair(disc_xy, fovea_xy, dd_in, inverted)
         if not check.plausible:
@@ -251,7 +276,8 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
     fxi, fyi = axes.fovea_xy if axes.fovea_xy is not None else (float("nan"), float("nan"))
     if axes.fovea_xy is None:
         reason += "; no estimate: the disc is on the FOV's vertical centre line"
-    fovea_method = {DISC_FOVEA: "dark_green_annulus", DISC_ONLY_ESTIMATED_FOVEA: "estimated_from_disc"}
+    fovea_method = {DISC_FOVEA: "faint_dip_near_estimate" if faint else "dark_green_annulus",
+                    DISC_ONLY_ESTIMATED_FOVEA: "estimated_from_disc"}
     cues = "brightness+vessels" if wc.vessels_from_model else "brightness+vessel_proxy"
     return DiscFovea(disc_xy[0], disc_xy[1], dd_in, True, dd_method, fxi, fyi, axes.quadrant_method == DISC_FOVEA,
                      axes.quadrant_method, cues, fovea_method.get(axes.quadrant_method, "none"), reason, contrast,

@@ -29,6 +29,13 @@ class ModelInfo:
     sha256: str
     metadata: dict
 
+    @property
+    def test_time_flips(self) -> tuple[str, ...]:
+        """Flips the artefact asks to average over at inference (``runtime.flip_average``); () = one pass."""
+        from retinacli.runtime.flip_average import check_flips
+
+        return check_flips(self.metadata.get("test_time_flips"))
+
     def scale_spec(self):
         """The ``preprocess.normalise.ScaleSpec`` this model expects its inputs prepared with."""
         from retinacli.preprocess.normalise import scale_spec_of
@@ -76,6 +83,12 @@ def read_model_info(path: Path) -> ModelInfo:
     if expected and expected != digest:
         raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
                          "or edited; export it again")
+    from retinacli.runtime.flip_average import check_flips
+
+    try:
+        check_flips(meta.get("test_time_flips"))
+    except ValueError as exc:
+        raise ValueError(f"{meta_path}: {exc}") from None
     try:
         pre = meta["preprocess"]
         return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
@@ -84,8 +97,21 @@ def read_model_info(path: Path) -> ModelInfo:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
 
 
-def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0) -> Backend:
-    """Pick the runtime for an artefact: .onnx -> ONNX Runtime, .pt -> torch (``auto``), or as asked."""
+def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0, flips=None) -> Backend:
+    """Pick the runtime for an artefact: .onnx -> ONNX Runtime, .pt -> torch (``auto``), or as asked.
+
+    ``flips``: test-time flips to average over (``runtime.flip_average``); None = what the artefact says
+    (``info.test_time_flips``), () = a single pass."""
+    flips = info.test_time_flips if flips is None else flips
+    inner = _create_runtime(info, backend, threads)
+    if not flips:
+        return inner
+    from retinacli.runtime.flip_average import FlipAveragedBackend
+
+    return FlipAveragedBackend(inner, flips)
+
+
+def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     is_onnx = info.path.suffix == ".onnx"

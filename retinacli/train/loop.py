@@ -136,7 +136,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     elif task == "av":
         # the extra inputs of each patch: artery and vein masks (uncertain/crossing pixels are in neither)
         error_maps = [np.stack([s.av == 1, s.av == 2], axis=-1).astype(np.float32) for s in train_c]
-        if cfg.init_from is not None:  # the segmentation stream starts from a vessel model
+        if cfg.init_from is not None:  # a vessel model starts the segmentation stream; an A/V model starts both
             missing, unexpected = model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"], strict=False)
             if unexpected or any(not k.startswith("cls_") for k in missing):
                 raise ValueError(f"{cfg.init_from} does not match the A/V segmentation stream "
