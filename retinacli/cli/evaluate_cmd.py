@@ -102,6 +102,8 @@ def evaluate_av_cmd(
                                                                           "shipped engines/av."),
     backend: str = typer.Option("auto", help="auto | onnxruntime | torch."),
     threshold: Optional[float] = typer.Option(None, help="Override the vessel threshold used by the graph step."),
+    single_pass: bool = typer.Option(False, "--single-pass", help="Ignore the test-time flips a model's artefact "
+                                                                  "asks for (one inference per image)."),
     out_csv: Optional[Path] = typer.Option(None, "--out-csv", help="Write per-image rows here (and the pooled "
                                                                    "rows to <name>_overall.csv)."),
 ) -> None:
@@ -110,4 +112,5 @@ def evaluate_av_cmd(
     from retinacli.evaluate.av import evaluate_av, format_table
 
     models = _parse_models(model, "av")
-    _run_evaluation(data, lambda ds: evaluate_av(ds, models, backend, threshold), format_table, out_csv)
+    flips = () if single_pass else None
+    _run_evaluation(data, lambda ds: evaluate_av(ds, models, backend, threshold, flips=flips), format_table, out_csv)

@@ -85,14 +85,16 @@ def av_labels_before_after(p_ves: np.ndarray, p_a: np.ndarray, p_v: np.ndarray, 
 
 def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], backend: str = "auto",
                 threshold: float | None = None, config: AvGraphConfig = AvGraphConfig(),
-                progress: bool = True) -> AvEvaluation:
+                progress: bool = True, flips=None) -> AvEvaluation:
     """Per-image and pooled rows: ACC/SE/SP for each pixel set (vessel, centreline) before and after the graph
-    post-processing; the graph distances are scaled to each image's FOV diameter."""
+    post-processing; the graph distances are scaled to each image's FOV diameter. ``flips``: test-time flips
+    (None: what each artefact says, as `retina process` runs it; (): one pass)."""
     per_image, overall = [], []
     for model_name, model_path in models.items():
         info = read_model_info(model_path)
         thr = info.threshold if threshold is None else threshold
-        be = create_backend(info, backend)
+        be = create_backend(info, backend, flips=flips)
+        used_flips = info.test_time_flips if flips is None else tuple(flips)
         spec = info.scale_spec()
         for ds_name, samples in datasets.items():
             pooled = {(st, ps): AvCounts() for st in STAGES for ps in PIXEL_SETS}
@@ -114,7 +116,8 @@ def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], back
                         pooled[(st, ps)].merge(c)
                         row.update({f"{ps}_{k}_{st}": v for k, v in c.metrics().items()})
                 per_image.append(row)
-            row = {"model": model_name, "dataset": ds_name, "images": len(samples), "threshold": thr}
+            row = {"model": model_name, "dataset": ds_name, "images": len(samples), "threshold": thr,
+                   "test_time_flips": "+".join(used_flips) or "none"}
             for (st, ps), c in pooled.items():
                 row.update({f"{ps}_{k}_{st}": v for k, v in c.metrics().items()})
             overall.append(row)
