@@ -209,3 +209,20 @@ def test_train_av_continues_from_an_av_checkpoint(tiny_checkpoint, tmp_path):
     # a vessel checkpoint is refused by --init, with a pointer to --vessel-init
     res = invoke("train", "av", "--run-dir", tmp_path / "third", "--init", tiny_checkpoint, *common)
     assert res.exit_code == 2 and "--vessel-init" in res.output
+
+
+def test_evaluate_av_follows_the_artefact_flips_unless_single_pass(tiny_av_dir, tmp_path):
+    import json
+    import shutil
+
+    data = _hrf_av_layout(tmp_path / "hrfav", "test", 2)
+    model = tmp_path / "av_flip"
+    shutil.copytree(tiny_av_dir, model)
+    meta = json.loads((model / "metadata.json").read_text())
+    meta["test_time_flips"] = ["horizontal"]
+    (model / "metadata.json").write_text(json.dumps(meta))
+    for extra, expected in (((), "horizontal"), (("--single-pass",), "none")):
+        out_csv = tmp_path / f"ev{len(extra)}" / "av.csv"
+        res = invoke("evaluate", "av", "-d", f"hrf:{data}:test", "-m", f"m={model}", "--out-csv", out_csv, *extra)
+        assert res.exit_code == 0, res.output
+        assert pd.read_csv(out_csv.with_name("av_overall.csv")).loc[0, "test_time_flips"] == expected

@@ -74,6 +74,38 @@ def test_check_flips_rejects_unknown_names_and_drops_duplicates():
     assert check_flips(["horizontal", "horizontal", "both"]) == ("horizontal", "both")
     with pytest.raises(ValueError, match="diagonal"):
         check_flips(["diagonal"])
+    with pytest.raises(ValueError, match="list of names"):
+        check_flips("horizontal")               # a bare string is not split into letters
+
+
+class ThreeChannelBackend:
+    """Fake A/V-like backend: 3 output channels, each a different position-dependent map; max_batch 2."""
+
+    name = "fake3"
+    input_hw = (4, 6)
+    max_batch = 2
+
+    def __init__(self):
+        self.batch_sizes = []
+
+    def run(self, batch):
+        self.batch_sizes.append(len(batch))
+        n, _, h, w = batch.shape
+        yy, xx = np.mgrid[:h, :w].astype(np.float32)
+        maps = np.stack([xx / w, yy / h, xx * yy / (h * w)])
+        return np.broadcast_to(maps, (n, 3, h, w)).astype(np.float32) + batch[:, :1].astype(np.float32) / 1000.0
+
+
+def test_flip_average_on_three_channels_keeps_batch_size():
+    batch = np.random.default_rng(1).integers(0, 256, (2, 3, 4, 6), dtype=np.uint8)
+    inner = ThreeChannelBackend()
+    be = FlipAveragedBackend(inner, ["both"])
+    out = be.run(batch)
+    assert out.shape == (2, 3, 4, 6) and be.max_batch == 2 and inner.batch_sizes == [2, 2]
+    one = inner.run(batch)
+    back = inner.run(flip_nchw(batch, "both"))[:, :, ::-1, ::-1]
+    np.testing.assert_allclose(out, (one + back) / 2, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out, one, atol=1e-3)  # the flipped pass really changed the answer
 
 
 @pytest.fixture()

@@ -348,3 +348,21 @@ def test_report_carries_the_quality_verdict(tiny_model_dir, tmp_path):
     assert rows["broken.png"]["quality"] == "" and rows["broken.png"]["status"] == "failed"
     assert float(rows["good.png"]["q_green_mean"]) > float(rows["dark.png"]["q_green_mean"])
     assert rows["good.png"]["quality"] in ("gradable", "ungradable")  # synthetic: the verdict exists
+
+
+def test_changed_test_time_flips_invalidate_resume(tiny_model_dir, tmp_path):
+    """The flips live in metadata.json, not model.onnx (same sha256): switching them on must redo every row."""
+    import shutil
+
+    src = make_good_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    run(src, out, model)
+    meta = json.loads((model / "metadata.json").read_text())
+    meta["test_time_flips"] = ["horizontal"]
+    (model / "metadata.json").write_text(json.dumps(meta))
+    run(src, out, model)
+    assert read_summary(out)["processed_this_run"] == len(GOOD)
+    run(src, out, model)
+    assert read_summary(out)["processed_this_run"] == 0

@@ -173,7 +173,8 @@ def train_av_cmd(
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Artery/vein: two-stream network after SeqNet (segmentation stream x classification stream), trained at the
-    vessel checkpoint's scale; validation A/V accuracy on labelled artery/vein pixels picks the best epoch."""
+    scale of the checkpoint it starts from (--vessel-init, or --init to continue an A/V model); validation A/V
+    accuracy on labelled artery/vein pixels picks the best epoch."""
     from retinacli.cli.defaults import default_model_dir
     from retinacli.train.config import TrainConfig
 

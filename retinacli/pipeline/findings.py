@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retinacli.postprocess.disc_fovea import DiscFovea, locate_disc_fovea
-from retinacli.postprocess.fundus_geometry import FundusAxes, fundus_axes
+from retinacli.postprocess.fundus_geometry import DISC_FOVEA, DISC_ONLY_ESTIMATED_FOVEA, FundusAxes, fundus_axes
 from retinacli.postprocess.grade_hints import (WORDING, HaemorrhageFindings, HintConfig, QualityVerdict,
                                                blot_min_diameter_px, dr_hints)
 from retinacli.postprocess.lesions import Lesion, lesion_components, min_distance_to_point_px
@@ -55,10 +55,17 @@ def quality_verdict(quality_cols: dict) -> QualityVerdict:
     return QualityVerdict(gradable, "" if gradable else str(quality_cols.get("quality_reason") or "quality not assessed"))
 
 
+def _fovea_method(geo: DiscFovea, axes: FundusAxes) -> str:
+    """How the fovea used for the axes was obtained, consistent with ``axes.quadrant_method``."""
+    if axes.quadrant_method == DISC_FOVEA:
+        return geo.fovea_method
+    return "estimated_from_disc" if axes.quadrant_method == DISC_ONLY_ESTIMATED_FOVEA else "none"
+
+
 def geometry_columns(geo: DiscFovea, axes: FundusAxes) -> dict:
     return {"disc_found": geo.disc_found, "disc_x": _r(geo.disc_x, 1), "disc_y": _r(geo.disc_y, 1),
             "disc_diameter_px": _r(geo.disc_diameter_px, 1), "fovea_found": geo.fovea_found,
-            "fovea_method": geo.fovea_method, "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1), "quadrant_method": axes.quadrant_method,
+            "fovea_method": _fovea_method(geo, axes), "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1), "quadrant_method": axes.quadrant_method,
             "quadrants_image_centred": axes.quadrants_image_centred, "fovea_not_found": axes.fovea_not_found,
             "possibly_inverted": axes.possibly_inverted, "geometry_reason": geo.reason}
 

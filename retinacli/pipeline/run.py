@@ -91,9 +91,12 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     extra_specs = {name: i.scale_spec() for name, i in extra_infos.items()}
     # what makes an earlier result reusable: the same model files, thresholds and scales, and rows of the same
     # schema, quality and hint rules (a row from an older retina lacks columns such as the quality verdict)
-    extra_key = ":".join(f"{name}={i.sha256}:thr={i.threshold!r}:{extra_specs[name]}"
+    # (test-time flips live in metadata.json, not in model.onnx, so they are part of the key too)
+    flips = lambda i: "+".join(i.test_time_flips) or "none"
+    extra_key = ":".join(f"{name}={i.sha256}:thr={i.threshold!r}:flips={flips(i)}:{extra_specs[name]}"
                          for name, i in extra_infos.items()) or "vessels_only"
-    model_key = f"{info.sha256}:thr={info.threshold!r}:{spec}:{extra_key}:{cfg.hint_config}:rows={ROW_SCHEMA}"
+    model_key = (f"{info.sha256}:thr={info.threshold!r}:flips={flips(info)}:{spec}:{extra_key}:{cfg.hint_config}"
+                 f":rows={ROW_SCHEMA}")
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
     if "hemorrhage" in extra_infos:

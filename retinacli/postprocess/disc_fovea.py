@@ -51,6 +51,7 @@ FOVEA_PRIOR_WEIGHT = 0.5             # weight of the anatomical log-prior agains
 FOVEA_VESSEL_FREE_WEIGHT = 1.0          # weight of z(distance to the nearest vessel) (model vessel maps only)
 FOVEA_VESSEL_FREE_CAP_DD = 1.0          # distance to the nearest vessel counts up to this many DD
 VESSEL_MASK_LEVEL = 0.5                 # vessel probability >= this is a vessel for that distance
+FOVEA_VESSEL_FREE_MIN_SD_DD = 0.05      # floor of the spread used to z-score that distance (DD)
 FOVEA_WEAK_DARKNESS = 0.99              # a candidate darker than this but not FOVEA_MAX_DARKNESS ...
 FOVEA_WEAK_MAX_SHIFT_DD = 0.75          # ... is kept when within this many DD of the disc-based estimate
 
@@ -61,9 +62,11 @@ class DiscFovea:
     (not even an estimate) is available.
 
     disc_found: the disc was located (False: disc_x/y NaN). disc_diameter_px: always set; see dd_method
-    ("fitted" or "fov_prior" = 0.139 x FOV diameter). fovea_found: a dark fovea was located and passed
-    the plausibility checks; when False but the disc was found, fovea_x/y hold the §3.3 estimate
-    (``fundus_geometry.estimate_fovea_xy``; NaN when the disc sits exactly on the FOV's vertical centre line).
+    ("fitted" or "fov_prior" = 0.139 x FOV diameter). fovea_found: a dark (or faint, near the estimate)
+    fovea was located and passed the plausibility checks; when False but the disc was found, fovea_x/y hold the
+    §3.3 estimate (``fundus_geometry.estimate_fovea_xy``; NaN when the disc sits exactly on the FOV's vertical
+    centre line). fovea_method: "dark_green_annulus" (>= 3% darker than its ring), "faint_dip_near_estimate"
+    (1-3% darker and within 0.75 DD of the estimate), "estimated_from_disc" (the §3.3 estimate) or "none".
     quadrant_method: one of ``fundus_geometry.QUADRANT_METHODS``, as ``fundus_axes`` decides it (§3.3).
     reason: short human-readable explanation of any fallback ("" when everything was found).
     """
@@ -212,7 +215,9 @@ def locate_fovea(wc: WorkCanvas, dx: float, dy: float, dd: float,
     log_prior = -0.5 * ((r / dd - DFD_PER_DD) / DFD_PER_DD_SD) ** 2 - 0.5 * ((tilt - TILT_MEAN_DEG) / TILT_SD_DEG) ** 2
     score = -zscore(dip, region) - 0.5 * zscore(ves, region) + FOVEA_PRIOR_WEIGHT * log_prior
     if wc.vessels_from_model:  # the macula is the vessel-free zone the arcades curve around
-        score += FOVEA_VESSEL_FREE_WEIGHT * zscore(vessel_free_map(wc, dd), region)
+        free = vessel_free_map(wc, dd)
+        v = free[region]   # z-score with a 0.05 DD floor: a flat map (no vessels near) must not amplify blur noise
+        score += FOVEA_VESSEL_FREE_WEIGHT * (free - float(v.mean())) / max(float(v.std()), FOVEA_VESSEL_FREE_MIN_SD_DD)
     fx, fy = _argmax(score, region)
     rf = np.hypot(xx - fx, yy - fy)
     ring = m & (rf >= 1.0 * dd) & (rf <= 1.5 * dd)
@@ -266,12 +271,16 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
         est = estimate_fovea_xy(disc_xy, dd_in, (wc.circle.cx, wc.circle.cy), inverted)
         cand = wc.to_input(fx, fy)
         if est is not None and np.hypot(cand[0] - est[0], cand[1] - est[1]) <= FOVEA_WEAK_MAX_SHIFT_DD * dd_in:
-            fovea_xy, reason, faint = cand, "", True
+            fovea_xy, faint = cand, True
     if fovea_xy is not None:
         check = check_disc_fovea_pair(disc_xy, fovea_xy, dd_in, inverted)
+        implausible = f"(DFD/DD {check.dfd_per_dd:.2f}, tilt {check.tilt_deg:.1f} deg)"
         if not check.plausible:
-            fovea_xy = None
-            reason = f"implausible fovea (DFD/DD {check.dfd_per_dd:.2f}, tilt {check.tilt_deg:.1f} deg)"
+            fovea_xy, faint = None, False
+            reason = f"{reason}; faint dip near the estimate implausible {implausible}" if faint \
+                else f"implausible fovea {implausible}"
+        elif faint:
+            reason = ""
     axes = fundus_axes((wc.circle.cx, wc.circle.cy), wc.circle.diameter_px, disc_xy, fovea_xy, dd_in, inverted)
     fxi, fyi = axes.fovea_xy if axes.fovea_xy is not None else (float("nan"), float("nan"))
     if axes.fovea_xy is None:

@@ -19,8 +19,13 @@ FLIP_AXES: dict[str, tuple[int, ...]] = {"horizontal": (3,), "vertical": (2,), "
 
 
 def check_flips(flips) -> tuple[str, ...]:
-    """Validate a list of flip names -> tuple (duplicates and an empty list allowed). Raises ValueError."""
-    flips = tuple(flips or ())
+    """Validate a list of flip names -> tuple (duplicates dropped; None or an empty list = no flip). Raises
+    ValueError for anything but a list/tuple of known names (a bare string is refused, not split into letters)."""
+    if flips is None:
+        return ()
+    if not isinstance(flips, (list, tuple)) or not all(isinstance(f, str) for f in flips):
+        raise ValueError(f"test-time flips must be a list of names ({', '.join(FLIP_AXES)}), got {flips!r}")
+    flips = tuple(flips)
     unknown = [f for f in flips if f not in FLIP_AXES]
     if unknown:
         raise ValueError(f"unknown test-time flip(s) {unknown}; choose from {', '.join(FLIP_AXES)}")

@@ -13,7 +13,7 @@ class TrainConfig:
 
     data: dataset specs (``kind:path[:split]``, see train.datasets); run_dir: where checkpoints, config.json
     and metrics.csv go. init_from: stage-1 checkpoint (required for stage 2 = model vessel_unet_refined; for the
-    A/V model av_seqnet it initialises the segmentation stream).
+    A/V model av_seqnet a vessel checkpoint initialises the segmentation stream, an A/V checkpoint both streams).
     """
 
     data: list[str]
