@@ -27,35 +27,23 @@ def _run(cfg) -> None:
     typer.echo(f"final checkpoint: {final}")
 
 
-def _vessel_checkpoint_scale(path: Path) -> dict:
-    """TrainConfig fields taken from a vessel checkpoint: its channels and the scale it runs at (fixed, or
-    image-following with its min/max FOV). An unreadable checkpoint exits 2."""
+def _load_checkpoint_or_exit(path: Path) -> dict:
+    """A retina checkpoint; an unreadable one exits 2 with the reason."""
     from retinacli.train.checkpoint import load_checkpoint
 
     try:
-        ck = load_checkpoint(path)
+        return load_checkpoint(path)
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
+
+
+def _checkpoint_scale(ck: dict) -> dict:
+    """TrainConfig fields taken from a checkpoint: its channels and the scale it runs at (fixed, or
+    image-following with its min/max FOV)."""
     pre = ck["preprocess"]
     return {"channels": tuple(ck["model"]["kwargs"]["channels"]), "canvas_px": pre["canvas_px"],
             "fov_diameter_px": pre["fov_diameter_px"], "min_fov_diameter_px": pre.get("min_fov_diameter_px")}
-
-
-def _av_checkpoint_channels(path: Path) -> list[int]:
-    """The classification-stream channels of an A/V checkpoint; anything else exits 2."""
-    from retinacli.train.checkpoint import load_checkpoint
-
-    try:
-        ck = load_checkpoint(path)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    if ck.get("task") != "av":
-        typer.secho(f"error: {path} is a {ck.get('task')!r} checkpoint; --init needs an A/V checkpoint "
-                    "(use --vessel-init for a vessel model)", fg="red", err=True)
-        raise typer.Exit(2)
-    return [int(c) for c in ck["model"]["kwargs"]["av_channels"]]
 
 
 @app.command("vessels")
@@ -108,8 +96,9 @@ def train_refine_cmd(
     """
     from retinacli.train.config import TrainConfig
 
-    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined", **_vessel_checkpoint_scale(stage1),
-                     epochs=epochs, steps_per_epoch=steps_per_epoch,
+    scale = _checkpoint_scale(_load_checkpoint_or_exit(stage1))
+    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined", **scale, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch,
                      batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
                      val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))
 
@@ -178,13 +167,17 @@ def train_av_cmd(
     from retinacli.cli.defaults import default_model_dir
     from retinacli.train.config import TrainConfig
 
-    if init_from is not None:
-        init = init_from
-        channels_av = _av_checkpoint_channels(init_from)
-    else:
-        init = vessel_init or default_model_dir("vessels") / "model.pt"
+    init = init_from or vessel_init or default_model_dir("vessels") / "model.pt"
+    ck = _load_checkpoint_or_exit(init)
+    if init_from is None:
         channels_av = [int(c) for c in av_channels.split(",")]
-    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", **_vessel_checkpoint_scale(init),
+    elif ck.get("task") == "av":
+        channels_av = [int(c) for c in ck["model"]["kwargs"]["av_channels"]]
+    else:
+        typer.secho(f"error: {init_from} is a {ck.get('task')!r} checkpoint; --init needs an A/V checkpoint "
+                    "(use --vessel-init for a vessel model)", fg="red", err=True)
+        raise typer.Exit(2)
+    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", **_checkpoint_scale(ck),
                      model_kwargs={"av_channels": channels_av}, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
                      av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,

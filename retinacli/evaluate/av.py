@@ -20,7 +20,8 @@ from tqdm import tqdm
 from retinacli.postprocess.av_labels import ARTERY, VEIN, AvGraphConfig, label_vessels_av, paint_labels
 from retinacli.postprocess.vessel_graph import skeletonize_mask
 from retinacli.preprocess.normalise import from_canvas, prepare
-from retinacli.runtime.artefact import create_backend, read_model_info
+from retinacli.runtime.artefact import create_backend, read_model_info, resolve_flips
+from retinacli.runtime.flip_average import flips_label
 from retinacli.train.datasets import Sample, load_av_label, load_fov, load_image
 
 STAGES = ("before", "after")
@@ -94,7 +95,7 @@ def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], back
         info = read_model_info(model_path)
         thr = info.threshold if threshold is None else threshold
         be = create_backend(info, backend, flips=flips)
-        used_flips = info.test_time_flips if flips is None else tuple(flips)
+        used_flips = flips_label(resolve_flips(info, flips))
         spec = info.scale_spec()
         for ds_name, samples in datasets.items():
             pooled = {(st, ps): AvCounts() for st in STAGES for ps in PIXEL_SETS}
@@ -117,7 +118,7 @@ def evaluate_av(datasets: dict[str, list[Sample]], models: dict[str, Path], back
                         row.update({f"{ps}_{k}_{st}": v for k, v in c.metrics().items()})
                 per_image.append(row)
             row = {"model": model_name, "dataset": ds_name, "images": len(samples), "threshold": thr,
-                   "test_time_flips": "+".join(used_flips) or "none"}
+                   "test_time_flips": used_flips}
             for (st, ps), c in pooled.items():
                 row.update({f"{ps}_{k}_{st}": v for k, v in c.metrics().items()})
             overall.append(row)

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection
 from retinacli.evaluate.vessels import predict_full_resolution
 from retinacli.metrics import Confusion, ScoreHistogram
-from retinacli.runtime.artefact import create_backend, read_model_info
+from retinacli.runtime.artefact import create_backend, read_model_info, resolve_flips
+from retinacli.runtime.flip_average import flips_label
 from retinacli.train.datasets import Sample, load_fov, load_image, load_label
 
 PIXEL_METRICS = ["AUPR", "AUC", "F1", "IoU", "SE", "SP", "ACC"]
@@ -49,7 +50,7 @@ def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Pat
         info = read_model_info(model_path)
         thr = info.threshold if threshold is None else threshold
         be = create_backend(info, backend, flips=flips)
-        used_flips = info.test_time_flips if flips is None else tuple(flips)
+        used_flips = flips_label(resolve_flips(info, flips))
         spec = info.scale_spec()
         for ds_name, samples in datasets.items():
             hist, conf, lesions = ScoreHistogram(), Confusion(), LesionDetection()
@@ -72,7 +73,7 @@ def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Pat
                                   **c.metrics(), **_lesion_columns(d, 1)})
             overall.append({"model": model_name, "dataset": ds_name, "images": len(samples), "AUPR": hist.aupr(),
                             "AUC": hist.auc(), **conf.metrics(), **_lesion_columns(lesions, len(samples)),
-                            "threshold": thr, "test_time_flips": "+".join(used_flips) or "none"})
+                            "threshold": thr, "test_time_flips": used_flips})
         be.close()
     return HemorrhageEvaluation(pd.DataFrame(per_image), pd.DataFrame(overall))
 

@@ -20,8 +20,7 @@ from retinacli.postprocess.lesions import Lesion, lesion_components, min_distanc
 from retinacli.preprocess.normalise import Prepared
 
 GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "fovea_found", "fovea_method", "fovea_x",
-                   "fovea_y",
-                   "quadrant_method", "quadrants_image_centred", "fovea_not_found", "possibly_inverted",
+                   "fovea_y", "quadrant_method", "quadrants_image_centred", "fovea_not_found", "possibly_inverted",
                    "geometry_reason"]
 HEMORRHAGE_FIELDS = ["hemorrhage_assessed", "hemorrhage_count", "hemorrhage_blot_count", "hemorrhage_area_px",
                      "hemorrhage_area_share_fov", "hemorrhage_largest_area_px", "hemorrhage_per_quadrant",
@@ -65,7 +64,8 @@ def _fovea_method(geo: DiscFovea, axes: FundusAxes) -> str:
 def geometry_columns(geo: DiscFovea, axes: FundusAxes) -> dict:
     return {"disc_found": geo.disc_found, "disc_x": _r(geo.disc_x, 1), "disc_y": _r(geo.disc_y, 1),
             "disc_diameter_px": _r(geo.disc_diameter_px, 1), "fovea_found": geo.fovea_found,
-            "fovea_method": _fovea_method(geo, axes), "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1), "quadrant_method": axes.quadrant_method,
+            "fovea_method": _fovea_method(geo, axes), "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1),
+            "quadrant_method": axes.quadrant_method,
             "quadrants_image_centred": axes.quadrants_image_centred, "fovea_not_found": axes.fovea_not_found,
             "possibly_inverted": axes.possibly_inverted, "geometry_reason": geo.reason}
 

@@ -24,6 +24,7 @@ from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
 from retinacli.runtime.artefact import create_backend, read_model_info
+from retinacli.runtime.flip_average import flips_label
 
 EXIT_OK = 0             # every image input processed
 EXIT_SOME_FAILED = 3    # the run finished, but one or more inputs failed (see report.csv 'reason')
@@ -92,11 +93,12 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     # what makes an earlier result reusable: the same model files, thresholds and scales, and rows of the same
     # schema, quality and hint rules (a row from an older retina lacks columns such as the quality verdict)
     # (test-time flips live in metadata.json, not in model.onnx, so they are part of the key too)
-    flips = lambda i: "+".join(i.test_time_flips) or "none"
-    extra_key = ":".join(f"{name}={i.sha256}:thr={i.threshold!r}:flips={flips(i)}:{extra_specs[name]}"
-                         for name, i in extra_infos.items()) or "vessels_only"
-    model_key = (f"{info.sha256}:thr={info.threshold!r}:flips={flips(info)}:{spec}:{extra_key}:{cfg.hint_config}"
-                 f":rows={ROW_SCHEMA}")
+    def model_part(i, scale) -> str:
+        return f"{i.sha256}:thr={i.threshold!r}:flips={flips_label(i.test_time_flips)}:{scale}"
+
+    extra_key = ":".join(f"{name}={model_part(i, extra_specs[name])}" for name, i in extra_infos.items()) \
+        or "vessels_only"
+    model_key = f"{model_part(info, spec)}:{extra_key}:{cfg.hint_config}:rows={ROW_SCHEMA}"
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
     if "hemorrhage" in extra_infos:

@@ -215,9 +215,7 @@ def locate_fovea(wc: WorkCanvas, dx: float, dy: float, dd: float,
     log_prior = -0.5 * ((r / dd - DFD_PER_DD) / DFD_PER_DD_SD) ** 2 - 0.5 * ((tilt - TILT_MEAN_DEG) / TILT_SD_DEG) ** 2
     score = -zscore(dip, region) - 0.5 * zscore(ves, region) + FOVEA_PRIOR_WEIGHT * log_prior
     if wc.vessels_from_model:  # the macula is the vessel-free zone the arcades curve around
-        free = vessel_free_map(wc, dd)
-        v = free[region]   # z-score with a 0.05 DD floor: a flat map (no vessels near) must not amplify blur noise
-        score += FOVEA_VESSEL_FREE_WEIGHT * (free - float(v.mean())) / max(float(v.std()), FOVEA_VESSEL_FREE_MIN_SD_DD)
+        score += FOVEA_VESSEL_FREE_WEIGHT * zscore(vessel_free_map(wc, dd), region, FOVEA_VESSEL_FREE_MIN_SD_DD)
     fx, fy = _argmax(score, region)
     rf = np.hypot(xx - fx, yy - fy)
     ring = m & (rf >= 1.0 * dd) & (rf <= 1.5 * dd)
@@ -266,7 +264,7 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
     disc_xy, dd_in = wc.to_input(x, y), dd / wc.transform.scale
     fovea_xy = None if reason else wc.to_input(fx, fy)
     faint = False
-    if reason.startswith("no dark fovea") and darkness <= FOVEA_WEAK_DARKNESS:
+    if FOVEA_MAX_DARKNESS < darkness <= FOVEA_WEAK_DARKNESS:  # NaN (no search region) is never faint
         # a faint dip that agrees with the anatomy: better than the estimate, which ignores the image
         est = estimate_fovea_xy(disc_xy, dd_in, (wc.circle.cx, wc.circle.cy), inverted)
         cand = wc.to_input(fx, fy)

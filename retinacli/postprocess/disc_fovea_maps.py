@@ -64,12 +64,13 @@ def masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def zscore(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(img - mean) / std over ``mask``; float32, 0 outside the mask."""
+def zscore(img: np.ndarray, mask: np.ndarray, min_sd: float = 1e-6) -> np.ndarray:
+    """(img - mean) / max(std, ``min_sd``) over ``mask``; float32, 0 outside the mask. A ``min_sd`` in the image's
+    own units keeps a nearly flat map from blowing its noise up to unit spread."""
     v = img[mask]
     if v.size == 0:
         return np.zeros_like(img, dtype=np.float32)
-    out = (img - float(v.mean())) / max(float(v.std()), 1e-6)
+    out = (img - float(v.mean())) / max(float(v.std()), min_sd)
     out[~mask] = 0.0
     return out.astype(np.float32)
 

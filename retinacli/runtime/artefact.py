@@ -97,12 +97,19 @@ def read_model_info(path: Path) -> ModelInfo:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
 
 
+def resolve_flips(info: ModelInfo, flips=None) -> tuple[str, ...]:
+    """The test-time flips a run of ``info`` uses: the artefact's own (None) or the caller's override."""
+    from retinacli.runtime.flip_average import check_flips
+
+    return info.test_time_flips if flips is None else check_flips(flips)
+
+
 def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0, flips=None) -> Backend:
     """Pick the runtime for an artefact: .onnx -> ONNX Runtime, .pt -> torch (``auto``), or as asked.
 
     ``flips``: test-time flips to average over (``runtime.flip_average``); None = what the artefact says
     (``info.test_time_flips``), () = a single pass."""
-    flips = info.test_time_flips if flips is None else flips
+    flips = resolve_flips(info, flips)
     inner = _create_runtime(info, backend, threads)
     if not flips:
         return inner

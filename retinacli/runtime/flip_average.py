@@ -32,6 +32,11 @@ def check_flips(flips) -> tuple[str, ...]:
     return tuple(dict.fromkeys(flips))
 
 
+def flips_label(flips) -> str:
+    """Flips as written in reports and resume keys: "horizontal+vertical", or "none"."""
+    return "+".join(check_flips(flips)) or "none"
+
+
 def flip_nchw(batch: np.ndarray, flip: str) -> np.ndarray:
     """[N, C, H, W] -> the same batch mirrored as ``flip`` says (a contiguous copy)."""
     return np.ascontiguousarray(np.flip(batch, axis=FLIP_AXES[flip]))
