@@ -226,3 +226,36 @@ def test_evaluate_av_follows_the_artefact_flips_unless_single_pass(tiny_av_dir, 
         res = invoke("evaluate", "av", "-d", f"hrf:{data}:test", "-m", f"m={model}", "--out-csv", out_csv, *extra)
         assert res.exit_code == 0, res.output
         assert pd.read_csv(out_csv.with_name("av_overall.csv")).loc[0, "test_time_flips"] == expected
+
+
+def _geometry(dd_px: float, measured_px: float):
+    from retinacli.postprocess.disc_fovea import DiscFovea
+
+    return DiscFovea(200.5, 200.5, dd_px, True, "fitted_and_prior" if np.isfinite(measured_px) else "fov_prior",
+                     measured_px, 330.5, 210.5, True, "disc_fovea", "brightness+vessels", "dark_green_annulus", "",
+                     1.3, 0.9)
+
+
+@pytest.mark.parametrize("measured", [60.0, float("nan")])
+def test_micrometre_scale_comes_from_the_measured_disc_only(measured):
+    """The working DD leans on the 45-degree FOV prior, so only the measured fit may set a micrometre scale."""
+    from retinacli.pipeline.av_stage import av_outputs
+    from retinacli.preprocess.normalise import ScaleSpec, prepare
+
+    h = w = 400
+    rgb = np.zeros((h, w, 3), np.uint8)
+    cv2.circle(rgb, (200, 200), 190, (160, 80, 40), -1)
+    vessels = np.zeros((h, w), np.uint8)
+    for ang in range(0, 360, 30):
+        t = np.deg2rad(ang)
+        cv2.line(vessels, (200, 200), (int(200 + 180 * np.cos(t)), int(200 + 180 * np.sin(t))), 1, 5)
+    mask = vessels.astype(bool)
+    prep = prepare(rgb, ScaleSpec(432, 400))
+    p_art = np.where(mask, 0.8, 0.0).astype(np.float32)
+    out = av_outputs("x", prep, mask, mask.astype(np.float32), p_art, (mask * 0.2).astype(np.float32),
+                     _geometry(55.0, measured), {"quality": "gradable"}, 0.5)
+    if np.isfinite(measured):
+        assert out.columns["scale_source"] == "disc_diameter"
+        assert out.columns["um_per_px"] == pytest.approx(1800.0 / measured, rel=1e-4)
+    else:
+        assert out.columns["scale_source"] == "none" and out.columns["um_per_px"] == ""

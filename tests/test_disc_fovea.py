@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retinacli.evaluate.landmarks import od_mask_geometry
-from retinacli.postprocess.disc_fovea import DiscFovea, locate_disc_fovea
+from retinacli.postprocess.disc_fovea import DiscFovea, combine_dd, locate_disc_fovea
 from retinacli.postprocess.disc_fovea_maps import make_work_canvas
 from retinacli.postprocess.fundus_geometry import QUADRANT_METHODS, fundus_axes, tilt_deg
 from retinacli.preprocess.fov import fov_circle
@@ -48,6 +48,20 @@ def test_bright_disc_and_dark_fovea_located():
     assert np.hypot(r.fovea_x - 322.5, r.fovea_y - 205.5) < 12
     assert r.quadrant_method == "disc_fovea"
     assert 0.6 * 56 < r.disc_diameter_px < 1.5 * 56
+    # the working DD is the geometric mean of the measured fit and the 0.139 x FOV prior (about 55.6 px here)
+    prior = 0.139 * fov_circle(fov).diameter_px
+    assert r.dd_method == "fitted_and_prior" and np.isfinite(r.measured_disc_diameter_px)
+    assert r.disc_diameter_px == pytest.approx(np.sqrt(r.measured_disc_diameter_px * prior), rel=1e-3)
+
+
+def test_combine_dd_is_a_weighted_geometric_mean():
+    assert combine_dd(100.0, 144.0) == pytest.approx(120.0)
+    assert combine_dd(100.0, 144.0, 0.0) == pytest.approx(100.0)
+    assert combine_dd(100.0, 144.0, 1.0) == pytest.approx(144.0)
+    assert combine_dd(80.0, 80.0) == pytest.approx(80.0)
+    for bad in ((0.0, 100.0, 0.5), (100.0, -1.0, 0.5), (100.0, 100.0, 1.5), (float("nan"), 100.0, 0.5)):
+        with pytest.raises(ValueError):
+            combine_dd(*bad)
 
 
 def test_mirrored_eye_and_input_scale():
@@ -68,6 +82,7 @@ def test_nothing_bright_means_disc_not_found():
     assert np.isnan(r.disc_x) and np.isnan(r.fovea_x)
     assert r.quadrant_method == "image_centred"
     assert r.dd_method == "fov_prior" and r.disc_diameter_px == pytest.approx(0.139 * 400, rel=0.05)
+    assert np.isnan(r.measured_disc_diameter_px)
     assert "no bright disc" in r.reason
 
 

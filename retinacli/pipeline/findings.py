@@ -19,7 +19,7 @@ from retinacli.postprocess.grade_hints import (WORDING, HaemorrhageFindings, Hin
 from retinacli.postprocess.lesions import Lesion, lesion_components, min_distance_to_point_px
 from retinacli.preprocess.normalise import Prepared
 
-GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "fovea_found", "fovea_method", "fovea_x",
+GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "disc_diameter_method", "fovea_found", "fovea_method", "fovea_x",
                    "fovea_y", "quadrant_method", "quadrants_image_centred", "fovea_not_found", "possibly_inverted",
                    "geometry_reason"]
 HEMORRHAGE_FIELDS = ["hemorrhage_assessed", "hemorrhage_count", "hemorrhage_blot_count", "hemorrhage_area_px",
@@ -63,7 +63,8 @@ def _fovea_method(geo: DiscFovea, axes: FundusAxes) -> str:
 
 def geometry_columns(geo: DiscFovea, axes: FundusAxes) -> dict:
     return {"disc_found": geo.disc_found, "disc_x": _r(geo.disc_x, 1), "disc_y": _r(geo.disc_y, 1),
-            "disc_diameter_px": _r(geo.disc_diameter_px, 1), "fovea_found": geo.fovea_found,
+            "disc_diameter_px": _r(geo.disc_diameter_px, 1), "disc_diameter_method": geo.dd_method,
+            "fovea_found": geo.fovea_found,
             "fovea_method": _fovea_method(geo, axes), "fovea_x": _r(geo.fovea_x, 1), "fovea_y": _r(geo.fovea_y, 1),
             "quadrant_method": axes.quadrant_method,
             "quadrants_image_centred": axes.quadrants_image_centred, "fovea_not_found": axes.fovea_not_found,
@@ -97,7 +98,7 @@ def locate_geometry(rgb: np.ndarray, prep: Prepared, vessel_prob: np.ndarray | N
     disc = (geo.disc_x, geo.disc_y) if geo.disc_found else None
     fovea = (geo.fovea_x, geo.fovea_y) if geo.fovea_found else None
     axes = fundus_axes((circle.cx, circle.cy), circle.diameter_px, disc, fovea,
-                       geo.disc_diameter_px if geo.dd_method == "fitted" else None)
+                       geo.disc_diameter_px if geo.dd_method != "fov_prior" else None)
     return geo, axes
 
 

@@ -77,8 +77,9 @@ def resolve_scale(pixel_spacing_mm: tuple[float, float] | None = None, fov_degre
     """The §4.3 cascade, first available wins:
     1. DICOM Pixel Spacing (0028,0030), (row, col) mm -> 1000 x their mean µm/px (nominal);
     2. camera field of view: ``fov_degrees`` x 288 µm/deg / ``fov_diameter_px``;
-    3. disc: 1800 µm / ``measured_disc_diameter_px`` -- pass a MEASURED diameter only (``DiscFovea.dd_method ==
-       "fitted"``): the 0.139 x FOV prior would turn an assumed 45 deg field into a fake scale;
+    3. disc: 1800 µm / ``measured_disc_diameter_px`` -- pass a MEASURED diameter only
+       (``DiscFovea.measured_disc_diameter_px``, not the working DD, which leans on the 0.139 x FOV prior): the
+       prior would turn an assumed 45 deg field into a fake scale;
     4. none -> ImageScale(None, "none").  Non-positive or missing inputs skip their step."""
     if pixel_spacing_mm is not None and all(v is not None and v > 0 for v in pixel_spacing_mm):
         return ImageScale(1000.0 * float(np.mean(pixel_spacing_mm)), "dicom_pixel_spacing")
