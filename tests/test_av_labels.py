@@ -45,7 +45,7 @@ def run(g: VesselGraph, per_segment, config=AvGraphConfig()):
     return votes, labels.tolist(), propagated.tolist()
 
 
-def touching_skeleton(shared_px: int = 15) -> np.ndarray:
+def touching_skeleton(shared_px: int = 35) -> np.ndarray:
     """Vessels A (top) and B (bottom) run together along row 5 between branchings (5, 5) and (5, 5 + shared_px).
     Segments: 1 A-left, 2 A-right, 3 shared, 4 B-left, 5 B-right."""
     e = 5 + shared_px
@@ -56,7 +56,7 @@ def touching_skeleton(shared_px: int = 15) -> np.ndarray:
 
 def test_config_defaults():
     assert AvGraphConfig() == AvGraphConfig(min_confidence=0.3, crossing_max_turn_deg=45.0, direction_radius_px=15.0,
-                                            crossing_merge_px=10.0)
+                                            crossing_merge_px=25.0)
 
 
 def test_votes_sum_segment_pixels_only():
