@@ -194,3 +194,18 @@ def test_vessel_free_map_peaks_between_vessels():
     assert m.dtype == np.float32 and m.max() <= FOVEA_VESSEL_FREE_CAP_DD + 1e-6
     assert row[mid] > row[v1] and row[mid] > row[v2]
     assert row[mid] == pytest.approx(row[mid - 3: mid + 4].max(), abs=1e-3)   # the peak is at the midline
+
+
+def test_pipeline_geometry_uses_the_working_dd_and_reports_its_method():
+    """``pipeline.findings``: the axes get the working DD (not the bare prior) and the report says which DD it is."""
+    from retinacli.pipeline.findings import geometry_columns, locate_geometry
+    from retinacli.preprocess.normalise import ScaleSpec, prepare
+
+    rgb, fov = synthetic_fundus()
+    prep = prepare(rgb, ScaleSpec(432, 400), fov_mask=fov)
+    geo, axes = locate_geometry(rgb, prep, None)
+    assert geo.dd_method == "fitted_and_prior"
+    assert axes.dd_px == pytest.approx(geo.disc_diameter_px) and axes.dd_source == "segmented"
+    cols = geometry_columns(geo, axes)
+    assert cols["disc_diameter_method"] == "fitted_and_prior"
+    assert cols["disc_diameter_px"] == pytest.approx(geo.disc_diameter_px, abs=0.05)

@@ -180,7 +180,8 @@ def evaluate_landmarks(cases: list[LandmarkCase], vessel_model: Path | None = No
         rows.append({"image": c.image_id, "disc_found": r.disc_found, "fovea_found": r.fovea_found,
                      "disc_err_px": d_disc, "disc_err_dd": d_disc / dd_gt, "disc_err_dd_own": d_disc / dd_est,
                      "fovea_err_px": d_fov, "fovea_err_dd": d_fov / dd_gt, "fovea_err_dd_own": d_fov / dd_est,
-                     "dd_gt_px": dd_gt, "dd_est_px": dd_est, "dd_method": r.dd_method,
+                     "dd_gt_px": dd_gt, "dd_est_px": dd_est, "dd_measured_px": r.measured_disc_diameter_px * f,
+                     "dd_method": r.dd_method,
                      "quadrant_method": r.quadrant_method, "reason": r.reason, "seconds": secs})
     if be is not None:
         be.close()

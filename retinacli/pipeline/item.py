@@ -164,7 +164,8 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
             if overlay:
                 g, fovea = found.geometry, found.axes.fovea_xy
                 outputs.append(("hemorrhage_overlay", hemorrhage_overlay(
-                    loaded.rgb, found.mask, (g.disc_x, g.disc_y) if g.disc_found else None, g.disc_diameter_px,
+                    loaded.rgb, found.mask, (g.disc_x, g.disc_y) if g.disc_found else None,
+                    g.measured_disc_diameter_px if np.isfinite(g.measured_disc_diameter_px) else g.disc_diameter_px,
                     fovea, fovea is not None and not g.fovea_found)))
             if save_probabilities:
                 outputs.append(("hemorrhage_probability", prob_to_uint8(h_prob)))

@@ -18,6 +18,8 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
+from retinacli.postprocess.av_labels import AvGraphConfig
+from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, ModelOutput, base_row,
                                      finish_item, item_dir, load_item)
 from retinacli.pipeline.ledger import Ledger
@@ -98,7 +100,9 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
 
     extra_key = ":".join(f"{name}={model_part(i, extra_specs[name])}" for name, i in extra_infos.items()) \
         or "vessels_only"
-    model_key = f"{model_part(info, spec)}:{extra_key}:{cfg.hint_config}:rows={ROW_SCHEMA}"
+    # the A/V graph and biomarker settings change the A/V outputs and columns, so they are part of the key too
+    post = f"{AvGraphConfig()}:{BiomarkerConfig()}" if "av" in extra_infos else ""
+    model_key = f"{model_part(info, spec)}:{extra_key}:{cfg.hint_config}:{post}:rows={ROW_SCHEMA}"
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
     if "hemorrhage" in extra_infos:

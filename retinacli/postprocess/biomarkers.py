@@ -161,7 +161,8 @@ class BiomarkerConfig:
 
     calibre: CalibreConfig = field(default_factory=CalibreConfig)
     min_widths_per_vessel: int = 3  # zone-B widths (centreline pixels) a vessel needs to be counted
-    crossing_merge_px: float = 10.0  # junctions joined by a segment this short are one crossing (as in av_labels)
+    crossing_merge_px: float = 10.0  # junctions joined by a segment this short are one crossing (fixed px, with
+    # bridge_width_factor below; av_labels.AvGraphConfig has its own FOV-scaled value, 25 px at HRF scale)
     bridge_width_factor: float = 1.5  # ... or by a segment no longer than this x the vessel width on it
     tortuosity: TortuosityConfig = field(default_factory=TortuosityConfig)
     fd_min_box_px: int = 2  # smallest box edge of the D0 fit

@@ -192,7 +192,8 @@ def fundus_axes(fov_centre_xy: Point, fov_diameter_px: float, disc_xy: Point | N
     - Disc only -> 'disc_only_estimated_fovea' with the estimated fovea (``estimate_fovea_xy``).
     - Otherwise -> 'image_centred' about the FOV centre (a detected fovea without a disc is still kept for
       DD distances).
-    ``dd_px``: segmented disc diameter (px); None or <= 0 -> 0.139 x ``fov_diameter_px``.
+    ``dd_px``: the locator's disc diameter (px; ``DiscFovea.disc_diameter_px``, the working DD, reported as
+    dd_source "segmented"); None or <= 0 -> 0.139 x ``fov_diameter_px`` (dd_source "fov_diameter").
     """
     if not fov_diameter_px > 0 or not math.isfinite(fov_diameter_px):
         raise ValueError(f"fov_diameter_px must be finite and > 0, got {fov_diameter_px}")
