@@ -231,8 +231,7 @@ def test_evaluate_av_follows_the_artefact_flips_unless_single_pass(tiny_av_dir, 
 def _geometry(dd_px: float, measured_px: float):
     from retinacli.postprocess.disc_fovea import DiscFovea
 
-    return DiscFovea(200.5, 200.5, dd_px, True, "fitted_and_prior" if np.isfinite(measured_px) else "fov_prior",
-                     measured_px, 330.5, 210.5, True, "disc_fovea", "brightness+vessels", "dark_green_annulus", "",
+    return DiscFovea(200.5, 200.5, dd_px, True, measured_px, 330.5, 210.5, True, "disc_fovea", "brightness+vessels", "dark_green_annulus", "",
                      1.3, 0.9)
 
 

@@ -82,8 +82,7 @@ def av_outputs(image_id: str, prep: Prepared, vessel_mask: np.ndarray, vessel_pr
                                             "biomarkers not assessed; the A/V map is written for review")
     else:
         disc = (geometry.disc_x, geometry.disc_y) if geometry.disc_found else None
-        scale = resolve_scale(measured_disc_diameter_px=geometry.measured_disc_diameter_px
-                              if geometry.disc_found and np.isfinite(geometry.measured_disc_diameter_px) else None)
+        scale = resolve_scale(measured_disc_diameter_px=geometry.measured_disc_diameter_px)  # NaN: no fit, no scale
         seg_av = np.concatenate([[0], np.asarray(res.table["label"], np.uint8)])
         bio = compute_biomarkers(vessel_mask, prep.fov_mask, disc, geometry.disc_diameter_px if disc else None,
                                  seg_av, res.graph, None, scale)

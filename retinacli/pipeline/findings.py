@@ -19,9 +19,9 @@ from retinacli.postprocess.grade_hints import (WORDING, HaemorrhageFindings, Hin
 from retinacli.postprocess.lesions import Lesion, lesion_components, min_distance_to_point_px
 from retinacli.preprocess.normalise import Prepared
 
-GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "disc_diameter_method", "fovea_found", "fovea_method", "fovea_x",
-                   "fovea_y", "quadrant_method", "quadrants_image_centred", "fovea_not_found", "possibly_inverted",
-                   "geometry_reason"]
+GEOMETRY_FIELDS = ["disc_found", "disc_x", "disc_y", "disc_diameter_px", "disc_diameter_method", "fovea_found",
+                   "fovea_method", "fovea_x", "fovea_y", "quadrant_method", "quadrants_image_centred", "fovea_not_found",
+                   "possibly_inverted", "geometry_reason"]
 HEMORRHAGE_FIELDS = ["hemorrhage_assessed", "hemorrhage_count", "hemorrhage_blot_count", "hemorrhage_area_px",
                      "hemorrhage_area_share_fov", "hemorrhage_largest_area_px", "hemorrhage_per_quadrant",
                      "hemorrhage_per_hemifield", "hemorrhage_nearest_fovea_dd", "hemorrhage_within_1dd",

@@ -18,11 +18,11 @@ from tqdm import tqdm
 from retinacli.io.discover import InputItem, discover
 from retinacli.io.write import confined_path
 from retinacli.pipeline.config import ProcessConfig
-from retinacli.postprocess.av_labels import AvGraphConfig
-from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, ModelOutput, base_row,
                                      finish_item, item_dir, load_item)
 from retinacli.pipeline.ledger import Ledger
+from retinacli.postprocess.av_labels import AvGraphConfig
+from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
 from retinacli.runtime.artefact import create_backend, read_model_info

@@ -18,8 +18,7 @@ Method (on a FOV-normalised working canvas, FOV diameter 512 px, see disc_fovea_
   less (0.081); it also halves the effect of a fit that caught the peripapillary atrophy or only the disc core.
   The prior assumes a 45 deg field: on CHASE_DB1 (30 deg) the fit is ~1.3 x the prior (median of 12 images), so
   there the working DD is ~12% below the fit. The prior alone (``dd_method`` "fov_prior") when the fit is
-  implausible. The micrometre scale uses the
-  measured fit only (``postprocess.biomarkers.resolve_scale``).
+  implausible. The micrometre scale uses the measured fit only (``postprocess.biomarkers.resolve_scale``).
 - fovea: minimum of green (exudates capped at the local median, smoothed at sigma DD/2, divided by its
   2 DD background) with a vessel-density penalty, a vessel-free bonus (z of the distance to the nearest model
   vessel pixel, capped at 1 DD; only with a model vessel map) and a Gaussian anatomical prior (DFD/DD 2.65 +- 0.30,
@@ -70,7 +69,7 @@ class DiscFovea:
     (not even an estimate) is available.
 
     disc_found: the disc was located (False: disc_x/y NaN). disc_diameter_px: the working DD, always set; see
-    dd_method ("fitted_and_prior" = geometric mean of the fitted diameter and 0.139 x FOV diameter, or
+    dd_method (a property: "fitted_and_prior" = geometric mean of the fitted diameter and 0.139 x FOV diameter, or
     "fov_prior" = 0.139 x FOV diameter alone). measured_disc_diameter_px: the fitted diameter alone (NaN when
     there is none): the only one that may set a micrometre scale. fovea_found: a dark (or faint, near the estimate)
     fovea was located and passed the plausibility checks; when False but the disc was found, fovea_x/y hold the
@@ -85,7 +84,6 @@ class DiscFovea:
     disc_y: float
     disc_diameter_px: float
     disc_found: bool
-    dd_method: str
     measured_disc_diameter_px: float
     fovea_x: float
     fovea_y: float
@@ -96,6 +94,11 @@ class DiscFovea:
     reason: str
     disc_contrast: float
     fovea_darkness: float
+
+    @property
+    def dd_method(self) -> str:
+        """How ``disc_diameter_px`` was obtained: "fitted_and_prior" when a fit exists, else "fov_prior"."""
+        return "fitted_and_prior" if np.isfinite(self.measured_disc_diameter_px) else "fov_prior"
 
 
 def _disk_kernel(radius: float) -> np.ndarray:
@@ -255,7 +258,7 @@ def vessel_free_map(wc: WorkCanvas, dd: float) -> np.ndarray:
 
 def _no_disc(wc: WorkCanvas, reason: str, contrast: float) -> DiscFovea:
     nan = float("nan")
-    return DiscFovea(nan, nan, wc.dd_prior_px / wc.transform.scale, False, "fov_prior", nan, nan, nan, False,
+    return DiscFovea(nan, nan, wc.dd_prior_px / wc.transform.scale, False, nan, nan, nan, False,
                      IMAGE_CENTRED, "none", "none", reason, contrast, nan)
 
 
@@ -278,8 +281,7 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
     if not (contrast >= DISC_MIN_CONTRAST):
         return _no_disc(wc, f"no bright disc (contrast {contrast:.3f} < {DISC_MIN_CONTRAST})", contrast)
     fit = fit_disc_diameter(wc, lum_n, x, y)
-    dd, dd_method = (combine_dd(fit, wc.dd_prior_px), "fitted_and_prior") if fit is not None \
-        else (wc.dd_prior_px, "fov_prior")
+    dd = combine_dd(fit, wc.dd_prior_px) if fit is not None else wc.dd_prior_px
     measured_dd = fit / wc.transform.scale if fit is not None else float("nan")
     fx, fy, darkness, reason = locate_fovea(wc, x, y, dd, inverted)
     disc_xy, dd_in = wc.to_input(x, y), dd / wc.transform.scale
@@ -307,7 +309,7 @@ def locate_disc_fovea(rgb: np.ndarray, fov_mask: np.ndarray, vessel_prob: np.nda
     fovea_method = {DISC_FOVEA: "faint_dip_near_estimate" if faint else "dark_green_annulus",
                     DISC_ONLY_ESTIMATED_FOVEA: "estimated_from_disc"}
     cues = "brightness+vessels" if wc.vessels_from_model else "brightness+vessel_proxy"
-    return DiscFovea(disc_xy[0], disc_xy[1], dd_in, True, dd_method, measured_dd, fxi, fyi,
+    return DiscFovea(disc_xy[0], disc_xy[1], dd_in, True, measured_dd, fxi, fyi,
                      axes.quadrant_method == DISC_FOVEA,
                      axes.quadrant_method, cues, fovea_method.get(axes.quadrant_method, "none"), reason, contrast,
                      darkness)
