@@ -13,13 +13,14 @@ from typer.testing import CliRunner
 
 from conftest import DATASETS, REPO_ROOT, draw_fundus, make_folder_dataset, requires_data, write_rgb
 from retinacli.cli import app
-from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection
+from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection, size_band_of
 from retinacli.io.decode import decode_image
 from retinacli.pipeline.findings import FINDINGS_FIELDS, hemorrhage_findings, not_run_columns
 from retinacli.postprocess.grade_hints import HintConfig
 from retinacli.preprocess.normalise import ScaleSpec, prepare
 from retinacli.report.summary import hint_summary
-from retinacli.train.augment import AugmentConfig, sample_patch
+from retinacli.train.augment import AugmentConfig, PositiveIndex, sample_patch
+from retinacli.train.config import TrainConfig
 from retinacli.train.datasets import Sample, load_label, read_idrid_hemorrhage
 
 IDRID_SEG = DATASETS / "IDRiD" / "A. Segmentation"
@@ -71,7 +72,8 @@ def test_lesion_detection_counts_hits_misses_and_false_positives():
     pred[95, 95] = True          # 1-px speckle: a false positive only when speckle is kept
     d = lesion_detection(pred, label, min_gt_area_px=100)
     assert d == LesionDetection(gt_components=3, gt_detected=2, gt_large_components=2, gt_large_detected=1,
-                                pred_components=4, fp_components=2)
+                                pred_components=4, fp_components=2, gt_by_size=(2, 0, 0, 0),
+                                detected_by_size=(1, 0, 0, 0))  # 144 and 121 px are in the 100-300 px band
     d4 = lesion_detection(pred, label, min_gt_area_px=100, min_pred_area_px=4)
     assert (d4.pred_components, d4.fp_components, d4.gt_detected) == (2, 1, 1)  # the 1-px hit is speckle too
     # the threshold is strict: a 100-px component is not "larger than 100 px"
@@ -85,6 +87,28 @@ def test_lesion_detection_counts_hits_misses_and_false_positives():
     assert (d + dr).gt_components == 5
     with pytest.raises(ValueError):
         lesion_detection(pred[:50], label)
+
+
+def test_lesion_recall_by_size_bands():
+    label = np.zeros((200, 200), bool)
+    _square(label, 0, 0, 10)       # 100 px: in no band (the bands start above 100 px)
+    _square(label, 20, 0, 11)      # 121 px: 100-300
+    _square(label, 40, 0, 17)      # 289 px: 100-300
+    _square(label, 0, 40, 18)      # 324 px: 300-1000
+    _square(label, 40, 40, 40)     # 1600 px: 1000-3000
+    _square(label, 100, 100, 60)   # 3600 px: > 3000
+    pred = np.zeros_like(label)
+    pred[5, 45] = pred[50, 50] = pred[120, 120] = True  # hits the 289-, 1600- and 3600-px components (row, col)
+    d = lesion_detection(pred, label)
+    assert d.gt_by_size == (2, 1, 1, 1) and d.detected_by_size == (1, 0, 1, 1)
+    r = (d + d).recall_by_size()
+    assert list(r) == ["100-300px", "300-1000px", "1000-3000px", ">3000px"]
+    assert r["100-300px"] == 0.5 and r["300-1000px"] == 0.0 and r[">3000px"] == 1.0
+    assert np.isnan(LesionDetection().recall_by_size()["100-300px"])
+    row = d.as_dict()
+    assert row["gt_components_100-300px"] == 2 and row["gt_detected_>3000px"] == 1
+    assert all(not isinstance(v, tuple) for v in row.values())
+    assert list(size_band_of(np.array([1, 100, 101, 300, 301, 3000, 3001]))) == [-1, -1, 0, 0, 1, 2, 3]
 
 
 def test_lesion_detection_empty_images():
@@ -106,6 +130,58 @@ def test_positive_fraction_centres_patches_on_the_label():
     assert all(v == 1 for v in centre_hits)
     uniform = [sample_patch(img, label, fov, 32, rng, cfg)[1].max() for _ in range(40)]
     assert sum(uniform) < 10  # a 49-px target is rarely in a uniformly placed patch
+
+
+def _big_and_small_lesion() -> np.ndarray:
+    """float32 [200, 200]: one 40x40 lesion (1600 px) and one 2x2 lesion (4 px)."""
+    label = np.zeros((200, 200), np.float32)
+    label[20:60, 20:60] = 1
+    label[150:152, 150:152] = 1
+    return label
+
+
+def test_positive_index_groups_pixels_by_component():
+    index = PositiveIndex.from_label(_big_and_small_lesion())
+    assert index.n_components == 2
+    assert list(np.diff(index.starts)) in ([1600, 4], [4, 1600])
+    for k in range(2):  # each component's entries are one connected block of the label
+        ys, xs = index.ys[index.starts[k]:index.starts[k + 1]], index.xs[index.starts[k]:index.starts[k + 1]]
+        assert (ys.max() - ys.min(), xs.max() - xs.min()) in ((39, 39), (1, 1))
+    empty = PositiveIndex.from_label(np.zeros((10, 10), np.uint8))
+    assert empty.n_components == 0
+    with pytest.raises(ValueError):
+        empty.draw(np.random.default_rng(0))
+
+
+def test_component_sampling_draws_small_lesions_as_often_as_large_ones():
+    index = PositiveIndex.from_label(_big_and_small_lesion())
+    rng = np.random.default_rng(1)
+    small = lambda mode: np.mean([index.draw(rng, mode)[0] >= 150 for _ in range(2000)])
+    assert small("pixel") < 0.01            # 4 of 1604 pixels: ~0.25%
+    assert 0.45 < small("component") < 0.55  # one of two components
+    with pytest.raises(ValueError):
+        index.draw(rng, "lesion")
+
+
+def test_sample_patch_component_mode_centres_on_the_small_lesion_half_the_time():
+    img = np.full((200, 200, 3), 120, np.uint8)
+    fov = np.ones((200, 200), bool)
+    label = _big_and_small_lesion()
+    cfg = AugmentConfig(scale_min=1.0, scale_max=1.0, rotate=False, flip=False, blur_prob=0.0)
+    rng = np.random.default_rng(2)
+    hits = [sample_patch(img, label, fov, 16, rng, cfg, positive_fraction=1.0, positive_sampling="component")[1]
+            for _ in range(200)]
+    small_centred = np.mean([h.sum() <= 4 for h in hits])  # a 16-px patch on the 40x40 lesion holds > 4 label px
+    assert 0.35 < small_centred < 0.65
+    with pytest.raises(ValueError):
+        sample_patch(img, label, fov, 16, rng, cfg, positive_sampling="lesion")
+
+
+def test_train_config_rejects_an_unknown_positive_sampling(tmp_path):
+    with pytest.raises(ValueError, match="positive_sampling"):
+        TrainConfig(data=[], run_dir=tmp_path, positive_sampling="lesion")
+    with pytest.raises(ValueError, match="positive_fraction"):
+        TrainConfig(data=[], run_dir=tmp_path, positive_fraction=1.5)
 
 
 def test_sample_without_label_is_background(tmp_path):
@@ -232,13 +308,15 @@ def test_train_hemorrhage_then_evaluate(tmp_path):
     run = tmp_path / "run"
     res = invoke("train", "hemorrhage", "-d", f"folder:{data}", "--run-dir", run, "--epochs", "1",
                  "--steps-per-epoch", "2", "--batch-size", "2", "--patch-px", "32", "--channels", "4,8",
-                 "--canvas-px", "96", "--fov-diameter-px", "88", "--val-every", "3", "--threads", "1")
+                 "--canvas-px", "96", "--fov-diameter-px", "88", "--val-every", "3", "--threads", "1",
+                 "--positive-sampling", "component")
     assert res.exit_code == 0, res.output
     import torch
 
     ck = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
     assert ck["task"] == "hemorrhage" and ck["model"]["name"] == "hemorrhage_unet"
-    assert json.loads((run / "config.json").read_text())["positive_fraction"] == 0.5
+    config = json.loads((run / "config.json").read_text())
+    assert config["positive_fraction"] == 0.5 and config["positive_sampling"] == "component"
     assert "val_aupr" in (run / "metrics.csv").read_text().splitlines()[0]
     out_csv = tmp_path / "ev" / "he.csv"
     res = invoke("evaluate", "hemorrhage", "-d", f"folder:{data}", "-m", f"h={run / 'model.pt'}", "--out-csv", out_csv)
@@ -247,6 +325,14 @@ def test_train_hemorrhage_then_evaluate(tmp_path):
     overall = pd.read_csv(out_csv.with_name("he_overall.csv"))
     assert len(per) == 3 and {"AUPR", "F1", "lesion_recall", "fp_components"} <= set(per.columns)
     assert overall.loc[0, "gt_components"] == 9 and 0 <= overall.loc[0, "AUPR"] <= 1
+    assert "lesion recall by ground-truth component size" in res.output and "lesion_recall_>3000px" in overall
+
+
+def test_train_hemorrhage_unknown_positive_sampling_exits_2(tmp_path):
+    res = invoke("train", "hemorrhage", "-d", f"folder:{tmp_path}", "--run-dir", tmp_path / "run",
+                 "--positive-sampling", "lesion")
+    assert res.exit_code == 2 and "positive_sampling" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_hemorrhage_bad_dataset_exits_2(tiny_hemorrhage_dir, tmp_path):

@@ -117,6 +117,9 @@ def train_hemorrhage_cmd(
     fov_diameter_px: int = typer.Option(1280, help="FOV diameter on the canvas (pixels). Haemorrhages of 100 "
                                                    "input px (IDRiD, FOV ~3500 px) keep ~4 px across at 1280."),
     positive_fraction: float = typer.Option(0.5, help="Share of patches centred on a haemorrhage pixel."),
+    positive_sampling: str = typer.Option("pixel", help="How that pixel is drawn: 'pixel' (uniform over haemorrhage "
+                                                        "pixels, large lesions dominate) or 'component' (a lesion "
+                                                        "uniformly, then a pixel of it)."),
     val_every: int = typer.Option(10, help="Every n-th image is held out for validation (0: none)."),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2, help="CPU threads for torch."),
@@ -126,11 +129,17 @@ def train_hemorrhage_cmd(
     """Haemorrhage segmenter (green channel, U-Net with batch norm, input concatenated before the head)."""
     from retinacli.train.config import TrainConfig
 
-    _run(TrainConfig(data=data, run_dir=run_dir, model="hemorrhage_unet",
-                     channels=tuple(int(c) for c in channels.split(",")), canvas_px=canvas_px,
-                     fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                     batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
-                     val_every=val_every, seed=seed, threads=threads, init_from=init_from, resume=resume))
+    try:
+        cfg = TrainConfig(data=data, run_dir=run_dir, model="hemorrhage_unet",
+                          channels=tuple(int(c) for c in channels.split(",")), canvas_px=canvas_px,
+                          fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
+                          positive_sampling=positive_sampling, val_every=val_every, seed=seed, threads=threads,
+                          init_from=init_from, resume=resume)
+    except ValueError as exc:  # an invalid setting (positive sampling or fraction)
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2)
+    _run(cfg)
 
 
 AV_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT] with artery/vein labels, repeatable: rite (RITE folder, the DRIVE "

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection
+from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection, size_band_names
 from retinacli.evaluate.vessels import predict_full_resolution
 from retinacli.metrics import Confusion, ScoreHistogram
 from retinacli.runtime.artefact import create_backend, read_model_info, resolve_flips
@@ -36,7 +36,8 @@ def _lesion_columns(d: LesionDetection, images: int) -> dict:
     share = lambda a, b: a / b if b else float("nan")
     return {**d.as_dict(), "lesion_recall": share(d.gt_detected, d.gt_components),
             "lesion_recall_large": share(d.gt_large_detected, d.gt_large_components),
-            "fp_components_per_image": share(d.fp_components, images)}
+            "fp_components_per_image": share(d.fp_components, images),
+            **{f"lesion_recall_{k}": v for k, v in d.recall_by_size().items()}}
 
 
 def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Path], backend: str = "auto",
@@ -79,7 +80,14 @@ def evaluate_hemorrhage(datasets: dict[str, list[Sample]], models: dict[str, Pat
 
 
 def format_table(overall: pd.DataFrame) -> str:
-    """Plain-text table: pixel metrics, then lesion-level recall and false positives per image."""
+    """Plain-text tables: pixel metrics, lesion-level recall and false positives per image; then lesion recall
+    by ground-truth component size (detected / components per band)."""
     cols = ["dataset", "model", "images", *PIXEL_METRICS, "lesion_recall", "lesion_recall_large",
             "fp_components_per_image", "threshold", "test_time_flips"]
-    return overall[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    main = overall[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    by_size = overall[["dataset", "model"]].copy()
+    for name in size_band_names():
+        by_size[name] = [f"{r[f'lesion_recall_{name}']:.1%} ({r[f'gt_detected_{name}']}/{r[f'gt_components_{name}']})"
+                         if r[f"gt_components_{name}"] else "-" for _, r in overall.iterrows()]
+    return f"{main}\n\nlesion recall by ground-truth component size (pixels at full resolution):\n" \
+           f"{by_size.to_string(index=False)}"

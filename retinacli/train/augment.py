@@ -24,23 +24,74 @@ class AugmentConfig:
     noise_std: float = 4.0     # grey levels
 
 
+POSITIVE_SAMPLING = ("pixel", "component")
+
+
+@dataclass(frozen=True)
+class PositiveIndex:
+    """The label pixels of one canvas grouped by 8-connected component, built once per image for fast draws.
+
+    ys, xs: int arrays [P], pixel rows/columns sorted by component; starts: int array [K + 1], component k holds
+    entries starts[k]:starts[k + 1]. K = 0 when the label is empty.
+    """
+
+    ys: np.ndarray
+    xs: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def from_label(cls, label: np.ndarray) -> "PositiveIndex":
+        """label bool/uint8/float [H, W] (> 0 = positive) -> the index of its pixels and components."""
+        n, comp = cv2.connectedComponents((np.asarray(label) > 0).astype(np.uint8), connectivity=8)
+        ys, xs = np.nonzero(comp)
+        order = np.argsort(comp[ys, xs], kind="stable")
+        ys, xs = ys[order], xs[order]
+        counts = np.bincount(comp[ys, xs], minlength=n)[1:]
+        return cls(ys, xs, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    @property
+    def n_components(self) -> int:
+        return len(self.starts) - 1
+
+    def draw(self, rng: np.random.Generator, mode: str = "pixel") -> tuple[int, int]:
+        """One positive pixel (row, column). mode "pixel": uniform over all positive pixels (large components
+        dominate); "component": a component uniformly, then a pixel of it (small lesions as often as large ones)."""
+        if self.n_components == 0:
+            raise ValueError("the label has no positive pixel")
+        if mode == "pixel":
+            i = int(rng.integers(len(self.ys)))
+        elif mode == "component":
+            k = int(rng.integers(self.n_components))
+            i = int(rng.integers(self.starts[k], self.starts[k + 1]))
+        else:
+            raise ValueError(f"positive sampling must be one of {POSITIVE_SAMPLING}, not {mode!r}")
+        return int(self.ys[i]), int(self.xs[i])
+
+
 def sample_patch(image: np.ndarray, label: np.ndarray, fov: np.ndarray, size: int, rng: np.random.Generator,
-                 cfg: AugmentConfig, extra: np.ndarray | None = None, positive_fraction: float = 0.0
+                 cfg: AugmentConfig, extra: np.ndarray | None = None, positive_fraction: float = 0.0,
+                 positives: PositiveIndex | None = None, positive_sampling: str = "pixel"
                  ) -> tuple[np.ndarray, ...]:
     """Cut one augmented patch.
 
     image uint8 [S, S, 3], label/fov/extra float32 or uint8 [S, S] (model canvas) ->
     (image uint8 [size, size, 3], label float32, fov float32[, extra float32]), each [size, size].
     The patch centre is drawn uniformly among FOV pixels, or, with probability ``positive_fraction`` and when
-    the label has any, among label pixels (for sparse targets such as haemorrhages).
+    the label has any, on a label pixel (for sparse targets such as haemorrhages) drawn by ``positive_sampling``
+    (see PositiveIndex.draw). ``positives``: the label's PositiveIndex, if the caller keeps one (else built here).
     """
-    ys, xs = np.nonzero(fov)
+    if positive_sampling not in POSITIVE_SAMPLING:
+        raise ValueError(f"positive sampling must be one of {POSITIVE_SAMPLING}, not {positive_sampling!r}")
+    centre = None
     if positive_fraction > 0 and rng.random() < positive_fraction:
-        ly, lx = np.nonzero(label)
-        if len(ly):
-            ys, xs = ly, lx
-    i = rng.integers(len(ys))
-    cy, cx = float(ys[i]), float(xs[i])
+        index = positives if positives is not None else PositiveIndex.from_label(label)
+        if index.n_components:
+            centre = index.draw(rng, positive_sampling)
+    if centre is None:
+        ys, xs = np.nonzero(fov)
+        i = rng.integers(len(ys))
+        centre = (int(ys[i]), int(xs[i]))
+    cy, cx = float(centre[0]), float(centre[1])
     s = float(np.exp(rng.uniform(np.log(cfg.scale_min), np.log(cfg.scale_max))))
     angle = float(rng.uniform(0, 360)) if cfg.rotate else 0.0
     m = cv2.getRotationMatrix2D((cx, cy), angle, s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from retinacli.train.augment import AugmentConfig
+from retinacli.train.augment import POSITIVE_SAMPLING, AugmentConfig
 
 
 @dataclass
@@ -36,11 +36,18 @@ class TrainConfig:
     av_weight: float = 1.0  # weight of the artery-vs-vein loss (model av_seqnet)
     val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
     positive_fraction: float = 0.0  # share of patches centred on a label pixel (sparse targets, e.g. haemorrhages)
+    positive_sampling: str = "pixel"  # how that pixel is drawn: "pixel" (uniform) or "component" (lesion-balanced)
     seed: int = 0
     threads: int = 2
     init_from: Path | None = None
     resume: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.positive_sampling not in POSITIVE_SAMPLING:
+            raise ValueError(f"positive_sampling must be one of {POSITIVE_SAMPLING}, not {self.positive_sampling!r}")
+        if not 0.0 <= self.positive_fraction <= 1.0:
+            raise ValueError(f"positive_fraction must lie in [0, 1], not {self.positive_fraction}")
 
     def to_json(self) -> dict:
         d = asdict(self)

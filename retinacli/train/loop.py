@@ -16,7 +16,7 @@ from retinacli.metrics import ScoreHistogram
 from retinacli.models.normalise import standardise_in_fov
 from retinacli.models.registry import MODEL_TASKS, count_parameters, create_model
 from retinacli.preprocess.normalise import ScaleSpec
-from retinacli.train.augment import sample_patch
+from retinacli.train.augment import PositiveIndex, sample_patch
 from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
 from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, promote_checkpoint,
                                         save_checkpoint)
@@ -75,13 +75,15 @@ def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator):
+def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator, positives=None):
     imgs, labs, fovs, errs = [], [], [], []
     for _ in range(cfg.batch_size):
         i = int(rng.integers(len(samples)))
         s = samples[i]
         out = sample_patch(s.image, s.label, s.fov, cfg.patch_px, rng, cfg.augment,
-                           extra=None if extras is None else extras[i], positive_fraction=cfg.positive_fraction)
+                           extra=None if extras is None else extras[i], positive_fraction=cfg.positive_fraction,
+                           positives=None if positives is None else positives[i],
+                           positive_sampling=cfg.positive_sampling)
         imgs.append(out[0]); labs.append(out[1]); fovs.append(out[2])
         if extras is not None:
             errs.append(out[3])
@@ -144,6 +146,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     elif cfg.init_from is not None:
         model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"])
 
+    positives = [PositiveIndex.from_label(s.label) for s in train_c] if cfg.positive_fraction > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -171,7 +174,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             lr = _lr_at(step, cfg, total)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, lab, fov, err = _batch(train_c, error_maps, cfg, rng)
+            x, lab, fov, err = _batch(train_c, error_maps, cfg, rng, positives)
             out = model.forward_all(standardise_in_fov(x))
             loss = bce_dice_loss(out["logits"], lab, fov, cfg.dice_weight)
             if task == "av":
