@@ -145,8 +145,11 @@ def test_positive_index_groups_pixels_by_component():
     assert index.n_components == 2
     assert list(np.diff(index.starts)) in ([1600, 4], [4, 1600])
     for k in range(2):  # each component's entries are one connected block of the label
-        ys, xs = index.ys[index.starts[k]:index.starts[k + 1]], index.xs[index.starts[k]:index.starts[k + 1]]
+        members = index.order[index.starts[k]:index.starts[k + 1]]
+        ys, xs = index.ys[members], index.xs[members]
         assert (ys.max() - ys.min(), xs.max() - xs.min()) in ((39, 39), (1, 1))
+    ys, xs = np.nonzero(_big_and_small_lesion())  # "pixel" draws index the row-major pixel list, as before
+    assert np.array_equal(index.ys, ys) and np.array_equal(index.xs, xs)
     empty = PositiveIndex.from_label(np.zeros((10, 10), np.uint8))
     assert empty.n_components == 0
     with pytest.raises(ValueError):

@@ -31,12 +31,14 @@ POSITIVE_SAMPLING = ("pixel", "component")
 class PositiveIndex:
     """The label pixels of one canvas grouped by 8-connected component, built once per image for fast draws.
 
-    ys, xs: int arrays [P], pixel rows/columns sorted by component; starts: int array [K + 1], component k holds
-    entries starts[k]:starts[k + 1]. K = 0 when the label is empty.
+    ys, xs: int arrays [P], pixel rows/columns in row-major order (as np.nonzero gives them, so "pixel" draws are
+    the same as before components existed); order: int array [P], indices into ys/xs sorted by component; starts:
+    int array [K + 1], component k holds order[starts[k]:starts[k + 1]]. K = 0 when the label is empty.
     """
 
     ys: np.ndarray
     xs: np.ndarray
+    order: np.ndarray
     starts: np.ndarray
 
     @classmethod
@@ -44,10 +46,9 @@ class PositiveIndex:
         """label bool/uint8/float [H, W] (> 0 = positive) -> the index of its pixels and components."""
         n, comp = cv2.connectedComponents((np.asarray(label) > 0).astype(np.uint8), connectivity=8)
         ys, xs = np.nonzero(comp)
-        order = np.argsort(comp[ys, xs], kind="stable")
-        ys, xs = ys[order], xs[order]
-        counts = np.bincount(comp[ys, xs], minlength=n)[1:]
-        return cls(ys, xs, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        ids = comp[ys, xs]
+        counts = np.bincount(ids, minlength=n)[1:]
+        return cls(ys, xs, np.argsort(ids, kind="stable"), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
     @property
     def n_components(self) -> int:
@@ -62,7 +63,7 @@ class PositiveIndex:
             i = int(rng.integers(len(self.ys)))
         elif mode == "component":
             k = int(rng.integers(self.n_components))
-            i = int(rng.integers(self.starts[k], self.starts[k + 1]))
+            i = int(self.order[rng.integers(self.starts[k], self.starts[k + 1])])
         else:
             raise ValueError(f"positive sampling must be one of {POSITIVE_SAMPLING}, not {mode!r}")
         return int(self.ys[i]), int(self.xs[i])
