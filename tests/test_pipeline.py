@@ -366,3 +366,21 @@ def test_changed_test_time_flips_invalidate_resume(tiny_model_dir, tmp_path):
     assert read_summary(out)["processed_this_run"] == len(GOOD)
     run(src, out, model)
     assert read_summary(out)["processed_this_run"] == 0
+
+
+def test_av_graph_and_biomarker_settings_are_part_of_the_resume_key(tiny_model_dir, tiny_av_dir, tmp_path):
+    from retinacli.postprocess.av_labels import AvGraphConfig
+    from retinacli.postprocess.biomarkers import BiomarkerConfig
+
+    src = tmp_path / "in"
+    write_rgb(src / "a.png", draw_fundus(150, 160, seed=5))
+    out = tmp_path / "out"
+    assert run(src, out, tiny_model_dir, av_model=tiny_av_dir).exit_code == EXIT_OK
+    assert run(src, out, tiny_model_dir, av_model=tiny_av_dir).exit_code == EXIT_OK
+    assert read_summary(out)["processed_this_run"] == 0          # same settings: skipped
+    assert run(src, out, tiny_model_dir, av_model=tiny_av_dir,
+               av_graph_config=AvGraphConfig(min_confidence=0.9)).exit_code == EXIT_OK
+    assert read_summary(out)["processed_this_run"] == 1          # another graph setting: redone
+    assert run(src, out, tiny_model_dir, av_model=tiny_av_dir, av_graph_config=AvGraphConfig(min_confidence=0.9),
+               biomarker_config=BiomarkerConfig(crossing_merge_px=3.0)).exit_code == EXIT_OK
+    assert read_summary(out)["processed_this_run"] == 1          # another biomarker setting: redone

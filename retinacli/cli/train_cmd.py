@@ -15,12 +15,14 @@ HEMORRHAGE_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable: idrid (IDRi
                         "train|test; haemorrhage masks) or folder (images/ + masks/ [+ fov/]).")
 
 
-def _run(cfg) -> None:
+def _run(**config) -> None:
+    """Build the TrainConfig from ``config`` and train; an invalid setting or a bad dataset exits 2 with the reason."""
+    from retinacli.train.config import TrainConfig
     from retinacli.train.datasets import DatasetLayoutError
     from retinacli.train.loop import train_vessels
 
     try:
-        final = train_vessels(cfg)
+        final = train_vessels(TrainConfig(**config))
     except (DatasetLayoutError, FileExistsError, FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
@@ -65,12 +67,10 @@ def train_vessels_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
     """Stage 1: train the compact vessel U-Net."""
-    from retinacli.train.config import TrainConfig
-
-    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet", channels=tuple(int(c) for c in channels.split(",")),
-                     canvas_px=canvas_px, fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                     batch_size=batch_size, patch_px=patch_px, lr=lr, val_every=val_every, seed=seed, threads=threads,
-                     init_from=init_from, resume=resume))
+    _run(data=data, run_dir=run_dir, model="vessel_unet", channels=tuple(int(c) for c in channels.split(",")),
+         canvas_px=canvas_px, fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
+         batch_size=batch_size, patch_px=patch_px, lr=lr, val_every=val_every, seed=seed, threads=threads,
+         init_from=init_from, resume=resume)
 
 
 @app.command("refine")
@@ -94,13 +94,11 @@ def train_refine_cmd(
 
     Computes the stage-1 error maps (ground truth vessel missed by stage 1) on the training images itself.
     """
-    from retinacli.train.config import TrainConfig
-
     scale = _checkpoint_scale(_load_checkpoint_or_exit(stage1))
-    _run(TrainConfig(data=data, run_dir=run_dir, model="vessel_unet_refined", **scale, epochs=epochs,
-                     steps_per_epoch=steps_per_epoch,
-                     batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
-                     val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume))
+    _run(data=data, run_dir=run_dir, model="vessel_unet_refined", **scale, epochs=epochs,
+         steps_per_epoch=steps_per_epoch,
+         batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
+         val_every=val_every, seed=seed, threads=threads, init_from=stage1, resume=resume)
 
 
 @app.command("hemorrhage")
@@ -127,19 +125,12 @@ def train_hemorrhage_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
     """Haemorrhage segmenter (green channel, U-Net with batch norm, input concatenated before the head)."""
-    from retinacli.train.config import TrainConfig
-
-    try:
-        cfg = TrainConfig(data=data, run_dir=run_dir, model="hemorrhage_unet",
-                          channels=tuple(int(c) for c in channels.split(",")), canvas_px=canvas_px,
-                          fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                          batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
-                          positive_sampling=positive_sampling, val_every=val_every, seed=seed, threads=threads,
-                          init_from=init_from, resume=resume)
-    except ValueError as exc:  # an invalid setting (positive sampling or fraction)
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2)
-    _run(cfg)
+    _run(data=data, run_dir=run_dir, model="hemorrhage_unet",
+         channels=tuple(int(c) for c in channels.split(",")), canvas_px=canvas_px,
+         fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
+         batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
+         positive_sampling=positive_sampling, val_every=val_every, seed=seed, threads=threads,
+         init_from=init_from, resume=resume)
 
 
 AV_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT] with artery/vein labels, repeatable: rite (RITE folder, the DRIVE "
@@ -174,7 +165,6 @@ def train_av_cmd(
     scale of the checkpoint it starts from (--vessel-init, or --init to continue an A/V model); validation A/V
     accuracy on labelled artery/vein pixels picks the best epoch."""
     from retinacli.cli.defaults import default_model_dir
-    from retinacli.train.config import TrainConfig
 
     init = init_from or vessel_init or default_model_dir("vessels") / "model.pt"
     ck = _load_checkpoint_or_exit(init)
@@ -186,11 +176,11 @@ def train_av_cmd(
         typer.secho(f"error: {init_from} is a {ck.get('task')!r} checkpoint; --init needs an A/V checkpoint "
                     "(use --vessel-init for a vessel model)", fg="red", err=True)
         raise typer.Exit(2)
-    _run(TrainConfig(data=data, run_dir=run_dir, model="av_seqnet", **_checkpoint_scale(ck),
-                     model_kwargs={"av_channels": channels_av}, epochs=epochs,
-                     steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
-                     av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,
-                     resume=resume))
+    _run(data=data, run_dir=run_dir, model="av_seqnet", **_checkpoint_scale(ck),
+         model_kwargs={"av_channels": channels_av}, epochs=epochs,
+         steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
+         av_weight=av_weight, val_every=val_every, seed=seed, threads=threads, init_from=init,
+         resume=resume)
 
 
 @app.command("calibrate")

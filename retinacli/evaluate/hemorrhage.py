@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from retinacli.evaluate.lesion_detection import LesionDetection, lesion_detection, size_band_names
+from retinacli.evaluate.lesion_detection import SIZE_BAND_EDGES_PX, LesionDetection, lesion_detection, size_band_names
 from retinacli.evaluate.vessels import predict_full_resolution
 from retinacli.metrics import Confusion, ScoreHistogram
 from retinacli.runtime.artefact import create_backend, read_model_info, resolve_flips
@@ -23,7 +23,7 @@ from retinacli.runtime.flip_average import flips_label
 from retinacli.train.datasets import Sample, load_fov, load_image, load_label
 
 PIXEL_METRICS = ["AUPR", "AUC", "F1", "IoU", "SE", "SP", "ACC"]
-LARGE_GT_AREA_PX = 100
+LARGE_GT_AREA_PX = SIZE_BAND_EDGES_PX[0]  # "large" = > 100 px, the lesion-level criterion
 
 
 @dataclass

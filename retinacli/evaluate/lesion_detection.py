@@ -69,7 +69,7 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
 
 
 def lesion_detection(pred: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None,
-                     min_gt_area_px: int = 100, min_pred_area_px: int = 1) -> LesionDetection:
+                     min_gt_area_px: int = SIZE_BAND_EDGES_PX[0], min_pred_area_px: int = 1) -> LesionDetection:
     """pred, label bool [H, W] (and an optional region bool [H, W] outside which both are ignored) -> counts.
 
     Ground-truth components with area > ``min_gt_area_px`` are "large"; predicted components smaller than

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retinacli.postprocess.av_labels import ARTERY, VEIN, AvGraphConfig, label_vessels_av
-from retinacli.postprocess.biomarkers import Biomarkers, compute_biomarkers, resolve_scale
+from retinacli.postprocess.biomarkers import BiomarkerConfig, Biomarkers, compute_biomarkers, resolve_scale
 from retinacli.postprocess.disc_fovea import DiscFovea
 from retinacli.preprocess.normalise import Prepared
 
@@ -67,7 +67,8 @@ def segment_rows(image_id: str, table: dict[str, np.ndarray]) -> list[dict]:
 
 def av_outputs(image_id: str, prep: Prepared, vessel_mask: np.ndarray, vessel_prob: np.ndarray | None,
                p_artery: np.ndarray, p_vein: np.ndarray, geometry: DiscFovea, quality_cols: dict,
-               vessel_threshold: float, config: AvGraphConfig = AvGraphConfig()) -> AvOutputs:
+               vessel_threshold: float, config: AvGraphConfig = AvGraphConfig(),
+               biomarker_config: BiomarkerConfig = BiomarkerConfig()) -> AvOutputs:
     """vessel_mask bool [H, W]; vessel_prob, p_artery, p_vein float32 [H, W] at input resolution. The graph distances
     are scaled to the image's FOV diameter; the calibre is read from ``vessel_prob`` at ``vessel_threshold``."""
     res = label_vessels_av(vessel_mask, p_artery, p_vein, config.for_fov_diameter(prep.circle.diameter_px))
@@ -85,6 +86,6 @@ def av_outputs(image_id: str, prep: Prepared, vessel_mask: np.ndarray, vessel_pr
         scale = resolve_scale(measured_disc_diameter_px=geometry.measured_disc_diameter_px)  # NaN: no fit, no scale
         seg_av = np.concatenate([[0], np.asarray(res.table["label"], np.uint8)])
         bio = compute_biomarkers(vessel_mask, prep.fov_mask, disc, geometry.disc_diameter_px if disc else None,
-                                 seg_av, res.graph, None, scale)
+                                 seg_av, res.graph, None, scale, biomarker_config)
         cols.update(av_assessed=True, **{k: _cell(v) for k, v in bio.as_row().items()})
     return AvOutputs(res.label_map, av_colour_map(res.label_map), segment_rows(image_id, res.table), cols)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retinacli.postprocess.av_labels import AvGraphConfig
+from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.postprocess.grade_hints import HintConfig
 
 
@@ -18,6 +20,8 @@ class ProcessConfig:
     hemorrhage_model: Path | None = None
     av_model: Path | None = None  # artery/vein model (None: no A/V map, segments or CRAE/CRVE/AVR)
     hint_config: HintConfig = field(default_factory=HintConfig)
+    av_graph_config: AvGraphConfig = field(default_factory=AvGraphConfig)  # A/V graph post-processing
+    biomarker_config: BiomarkerConfig = field(default_factory=BiomarkerConfig)
     backend: str = "auto"
     batch_size: int = 4
     threads: int = 0           # inference threads (0: runtime default)

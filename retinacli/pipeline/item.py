@@ -17,6 +17,8 @@ from retinacli.io.write import confined_path, encode_image, write_bytes_atomic
 from retinacli.pipeline.av_stage import AV_FIELDS, SEGMENT_FIELDS, av_outputs
 from retinacli.pipeline.findings import (FINDINGS_FIELDS, GEOMETRY_FIELDS, HEMORRHAGE_FIELDS, HINT_FIELDS,
                                          hemorrhage_findings, locate_geometry, not_run_columns)
+from retinacli.postprocess.av_labels import AvGraphConfig
+from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.postprocess.grade_hints import HintConfig
 from retinacli.postprocess.quality import QualityConfig, QualityMeasures, assess_quality
 from retinacli.postprocess.vessels import prob_to_uint8, probs_to_mask, vessel_density
@@ -131,7 +133,8 @@ def _csv_bytes(rows: list[dict], fields: list[str]) -> bytes:
 
 def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_dir: Path, inference_ms: float,
                 save_probabilities: bool, overlay: bool, extras: dict[str, ModelOutput] | None = None,
-                hint_config: HintConfig = HintConfig()) -> dict:
+                hint_config: HintConfig = HintConfig(), av_graph_config: AvGraphConfig = AvGraphConfig(),
+                biomarker_config: BiomarkerConfig = BiomarkerConfig()) -> dict:
     """Map the canvas probabilities back to the input grid, threshold, find haemorrhages and the hint, label arteries
     and veins and measure biomarkers, write outputs; return the finished row. ``extras``: outputs of the further
     models that ran ("hemorrhage", "av"); without "hemorrhage" the hint is NOT_ASSESSED."""
@@ -170,7 +173,8 @@ def finish_item(loaded: Loaded, prob_canvas: np.ndarray, threshold: float, out_d
             if save_probabilities:
                 outputs.append(("hemorrhage_probability", prob_to_uint8(h_prob)))
         if "av" in extras:
-            av = av_outputs(image_id, prep, mask, prob, back("av", 1), back("av", 2), geometry[0], quality, threshold)
+            av = av_outputs(image_id, prep, mask, prob, back("av", 1), back("av", 2), geometry[0], quality, threshold,
+                            av_graph_config, biomarker_config)
             av_cols = av.columns
             outputs += [("av_map", av.colour), ("segments", av.segments)]
             if overlay:

@@ -21,8 +21,6 @@ from retinacli.pipeline.config import ProcessConfig
 from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loaded, ModelOutput, base_row,
                                      finish_item, item_dir, load_item)
 from retinacli.pipeline.ledger import Ledger
-from retinacli.postprocess.av_labels import AvGraphConfig
-from retinacli.postprocess.biomarkers import BiomarkerConfig
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
 from retinacli.runtime.artefact import create_backend, read_model_info
@@ -101,7 +99,7 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
     extra_key = ":".join(f"{name}={model_part(i, extra_specs[name])}" for name, i in extra_infos.items()) \
         or "vessels_only"
     # the A/V graph and biomarker settings change the A/V outputs and columns, so they are part of the key too
-    post = f"{AvGraphConfig()}:{BiomarkerConfig()}" if "av" in extra_infos else ""
+    post = f"{cfg.av_graph_config}:{cfg.biomarker_config}" if "av" in extra_infos else ""
     model_key = f"{model_part(info, spec)}:{extra_key}:{cfg.hint_config}:{post}:rows={ROW_SCHEMA}"
     ledger = Ledger(confined_path(out_dir, LEDGER_NAME))
     kinds = ["mask"] + (["overlay"] if cfg.overlay else []) + (["probability"] if cfg.save_probabilities else [])
@@ -191,7 +189,8 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                     continue
                 for b, p, o in zip(batch, probs, outs):
                     pending_writes.append(writers.submit(finish_item, b, p[0], info.threshold, out_dir, per_image_ms,
-                                                         cfg.save_probabilities, cfg.overlay, o, cfg.hint_config))
+                                                         cfg.save_probabilities, cfg.overlay, o, cfg.hint_config,
+                                                         cfg.av_graph_config, cfg.biomarker_config))
                 drain(limit=2 * cfg.batch_size)
             drain(limit=0)
     except KeyboardInterrupt:
