@@ -19,6 +19,8 @@ from pathlib import Path
 
 from retinacli.pipeline.config import ProcessConfig
 from retinacli.pipeline.run import process_inputs
+from retinacli.runtime.artefact import read_model_info, runtime_file
+from retinacli.runtime.cpu_features import has_avx512
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = {"DRIVE test (565x584)": "DRIVE/test/images", "HRF-AV test (3504x2336)": "HRF-AV/test/images"}
@@ -45,8 +47,11 @@ def main() -> None:
     ap.add_argument("--hemorrhage-model", type=Path, default=ROOT / "engines" / "hemorrhage")
     ap.add_argument("--av-model", type=Path, default=ROOT / "engines" / "av")
     args = ap.parse_args()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}, "
-          f"python {platform.python_version()}; model {args.model}; backend {args.backend}")
+    runtime = args.backend if args.backend != "auto" else ("torch" if args.model.suffix == ".pt" else "onnxruntime")
+    graph = runtime_file(read_model_info(args.model), runtime)
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, AVX-512 {'yes' if has_avx512() else 'no'}, "
+          f"{platform.system()} {platform.machine()}, python {platform.python_version()}; model {args.model} "
+          f"(runs {graph.name}); backend {args.backend}")
     for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
         extra = {}
         if stage == "full":

@@ -113,8 +113,12 @@ def test_export_onnx(tiny_checkpoint, tmp_path):
     write_rgb(parity / "p.png", draw_fundus(120, 120, seed=3))
     res = invoke("export-onnx", tiny_checkpoint, "--out", out, "--parity-images", parity)
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.avx512.onnx", "model.onnx", "model.pt"]
     assert "parity on 3 images" in res.output  # the parity image + two noise canvases
+    assert "model.avx512.onnx: max |diff|" in res.output
+    res = invoke("export-onnx", tiny_checkpoint, "--out", out, "--no-avx512-graph")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
 
     res = invoke("export-onnx", tmp_path / "missing.pt", "--out", tmp_path / "e2")
     assert res.exit_code != 0

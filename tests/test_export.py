@@ -16,8 +16,9 @@ from retinacli.runtime.artefact import METADATA_FORMAT, read_model_info, sha256_
 from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 
-def test_model_folder_has_three_files_and_documented_metadata(tiny_model_dir, tiny_checkpoint):
-    assert sorted(p.name for p in tiny_model_dir.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
+def test_model_folder_has_its_files_and_documented_metadata(tiny_model_dir, tiny_checkpoint):
+    assert sorted(p.name for p in tiny_model_dir.iterdir()) == ["metadata.json", "model.avx512.onnx", "model.onnx",
+                                                                 "model.pt"]
     meta = json.loads((tiny_model_dir / "metadata.json").read_text())
     assert meta["format"] == METADATA_FORMAT == "retina-model/1"
     assert meta["input"]["dtype"] == "uint8"
@@ -33,6 +34,10 @@ def test_model_folder_has_three_files_and_documented_metadata(tiny_model_dir, ti
     # the recorded hashes are those of the files actually shipped
     assert meta["sha256"]["model.onnx"] == sha256_file(tiny_model_dir / "model.onnx")
     assert meta["sha256"]["model.pt"] == sha256_file(tiny_model_dir / "model.pt")
+    assert meta["sha256"]["model.avx512.onnx"] == sha256_file(tiny_model_dir / "model.avx512.onnx")
+    pairs = meta["graphs"]["avx512"]
+    assert pairs["file"] == "model.avx512.onnx" and "AVX-512" in pairs["runs_on"]
+    assert pairs["parity"]["passed"] is True and pairs["parity"]["max_abs_diff"] <= 1e-4
     parity = meta["parity"]
     assert parity["passed"] is True
     assert parity["images"] == 2  # no parity images given: the two noise canvases
@@ -91,7 +96,7 @@ def test_failed_parity_leaves_existing_model_untouched(tiny_checkpoint, tmp_path
     out = tmp_path / "engine"
     export_model_folder(tiny_checkpoint, out, [])
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(before) == {"model.onnx", "model.pt", "metadata.json"}
+    assert set(before) == {"model.onnx", "model.avx512.onnx", "model.pt", "metadata.json"}
 
     def failing_parity(*args, **kwargs):
         raise ParityError("forced failure for the test")
@@ -103,3 +108,31 @@ def test_failed_parity_leaves_existing_model_untouched(tiny_checkpoint, tmp_path
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before  # byte-identical, and no staged/temporary files left behind
     assert read_model_info(out).sha256 == sha256_file(out / "model.onnx")
+
+
+def test_failed_parity_of_the_avx512_graph_alone_still_leaves_the_folder_untouched(tiny_checkpoint, tmp_path,
+                                                                                     monkeypatch):
+    out = tmp_path / "engine"
+    export_model_folder(tiny_checkpoint, out, [])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = artefact_writer.parity_check
+
+    def fails_on_pairs(checkpoint, onnx_path, *args, **kwargs):
+        if "avx512" in onnx_path.name:
+            raise ParityError("forced failure of the pair graph")
+        return real(checkpoint, onnx_path, *args, **kwargs)
+
+    monkeypatch.setattr(artefact_writer, "parity_check", fails_on_pairs)
+    with pytest.raises(ParityError, match="pair graph"):
+        export_model_folder(build_tiny_checkpoint(tmp_path / "other.pt", seed=5), out, [])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_export_without_the_avx512_graph_removes_an_earlier_one(tiny_checkpoint, tmp_path):
+    out = tmp_path / "engine"
+    export_model_folder(tiny_checkpoint, out, [])
+    assert (out / "model.avx512.onnx").exists()
+    meta = export_model_folder(tiny_checkpoint, out, [], avx512_graph=False)
+    assert "graphs" not in meta and "model.avx512.onnx" not in meta["sha256"]
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
+    assert read_model_info(out).avx512_path is None

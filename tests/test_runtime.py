@@ -127,3 +127,38 @@ def test_torch_backend_on_a_model_folder_without_checkpoint(tiny_model_dir, tmp_
         shutil.copy(tiny_model_dir / name, folder / name)
     with pytest.raises(BackendUnavailable, match="model.pt"):
         create_backend(read_model_info(folder), "torch")
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_onnx_runtime_runs_the_pair_graph_only_on_avx512_cpus(tiny_model_dir, monkeypatch, avx512):
+    from retinacli.runtime import cpu_features
+    from retinacli.runtime.artefact import runtime_file
+
+    monkeypatch.setattr(cpu_features, "has_avx512", lambda: avx512)
+    info = read_model_info(tiny_model_dir)
+    assert info.avx512_path == tiny_model_dir / "model.avx512.onnx"
+    be = create_backend(info, "onnxruntime", threads=1)
+    expected = "model.avx512.onnx" if avx512 else "model.onnx"
+    assert be.path.name == expected == runtime_file(info, "onnxruntime").name
+    assert runtime_file(info, "torch").name == "model.pt"
+    batch = _canvases(3)
+    from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    plain = OnnxRuntimeBackend(info.path, threads=1)
+    assert float(np.abs(be.run(batch) - plain.run(batch)).max()) < 1e-5
+    be.close()
+
+
+def test_an_edited_pair_graph_is_refused_and_a_missing_one_falls_back(tiny_model_dir, tmp_path, monkeypatch):
+    from retinacli.runtime import cpu_features
+
+    monkeypatch.setattr(cpu_features, "has_avx512", lambda: True)
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.avx512.onnx").unlink()  # a copy without the optional graph runs model.onnx
+    info = read_model_info(folder)
+    assert info.avx512_path is None
+    assert create_backend(info, "onnxruntime", threads=1).path.name == "model.onnx"
+    (folder / "model.avx512.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes())  # the wrong file
+    with pytest.raises(ValueError, match="sha256 differs"):
+        read_model_info(folder)

@@ -11,7 +11,9 @@ from retinacli import __version__
 from retinacli.export.onnx_export import parity_check, torch_to_onnx
 from retinacli.io.decode import decode_image
 from retinacli.preprocess.normalise import ScaleSpec, prepare, scale_spec_of
-from retinacli.runtime.artefact import METADATA_FORMAT, sha256_file
+from retinacli.runtime.artefact import AVX512_GRAPH, METADATA_FORMAT, sha256_file
+
+PAIR_GRAPH_FILE = "model.avx512.onnx"
 
 
 def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.ndarray:
@@ -29,10 +31,11 @@ def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.nd
 
 
 def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
-                        name: str | None = None, extra_metadata: dict | None = None) -> dict:
-    """checkpoint -> out_dir/{model.onnx, model.pt, metadata.json}. The parity check is mandatory: on failure
-    nothing in out_dir is replaced. ``name``: default the checkpoint's task (vessels, hemorrhage). Returns the
-    metadata written."""
+                        name: str | None = None, extra_metadata: dict | None = None, avx512_graph: bool = True) -> dict:
+    """checkpoint -> out_dir/{model.onnx, model.pt, metadata.json}, plus model.avx512.onnx (the image-pair graph
+    that ONNX Runtime runs on AVX-512 CPUs, ``export.pair_graph``) unless ``avx512_graph`` is False. The parity
+    check is mandatory for every graph: on failure nothing in out_dir is replaced. ``name``: default the
+    checkpoint's task (vessels, hemorrhage). Returns the metadata written."""
     import torch
 
     from retinacli.models.registry import count_parameters
@@ -44,17 +47,31 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staged_onnx = out_dir / "model.staged.onnx"
-    torch_to_onnx(checkpoint, staged_onnx)
+    staged_pairs = out_dir / "model.avx512.staged.onnx"
     try:
+        torch_to_onnx(checkpoint, staged_onnx)
         canv = parity_canvases(parity_images, scale_spec_of(pre))
         parity = parity_check(checkpoint, staged_onnx, canv, tolerance)
+        graphs = {}
+        if avx512_graph:
+            torch_to_onnx(checkpoint, staged_pairs, pairs=True)
+            graphs[AVX512_GRAPH] = {
+                "file": PAIR_GRAPH_FILE, "runs_on": "ONNX Runtime on a CPU with AVX-512 (model.onnx elsewhere)",
+                "form": "full-resolution level on image pairs, batch norm folded (retinacli.export.pair_graph)",
+                "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU",
+                           **parity_check(checkpoint, staged_pairs, canv, tolerance)}}
     except Exception:
         staged_onnx.unlink(missing_ok=True)
+        staged_pairs.unlink(missing_ok=True)
         raise
     slim = {k: v for k, v in ck.items() if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
     tmp_pt = out_dir / "model.pt.tmp"
     torch.save(slim, tmp_pt)
     staged_onnx.replace(out_dir / "model.onnx")
+    if graphs:
+        staged_pairs.replace(out_dir / PAIR_GRAPH_FILE)
+    else:
+        (out_dir / PAIR_GRAPH_FILE).unlink(missing_ok=True)  # a graph of an earlier export must not stay behind
     tmp_pt.replace(out_dir / "model.pt")
     model = model_from_checkpoint(ck)
     meta = {
@@ -79,7 +96,9 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                                                 "model canvases; see threshold_calibration for the shipped setting"},
         "threshold_calibration": ck.get("threshold_calibration"),
         "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", **parity},
-        "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt")},
+        **({"graphs": graphs} if graphs else {}),
+        "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt"),
+                   **{g["file"]: sha256_file(out_dir / g["file"]) for g in graphs.values()}},
         **(extra_metadata or {}),
     }
     tmp = out_dir / "metadata.json.tmp"

@@ -13,8 +13,10 @@ import numpy as np
 OPSET = 17
 
 
-def torch_to_onnx(checkpoint: Path, onnx_path: Path) -> Path:
-    """Export a retina checkpoint to ``onnx_path`` (written atomically). Returns the path."""
+def torch_to_onnx(checkpoint: Path, onnx_path: Path, pairs: bool = False) -> Path:
+    """Export a retina checkpoint to ``onnx_path`` (written atomically). Returns the path.
+
+    ``pairs``: the image-pair form for AVX-512 CPUs (``export.pair_graph``) instead of the plain graph."""
     import torch
 
     from retinacli.models.normalise import ProbabilityGraph
@@ -22,7 +24,13 @@ def torch_to_onnx(checkpoint: Path, onnx_path: Path) -> Path:
 
     ck = load_checkpoint(checkpoint)
     side = int(ck["preprocess"]["canvas_px"])
-    graph = ProbabilityGraph(model_from_checkpoint(ck)).eval()
+    model = model_from_checkpoint(ck).eval()
+    if pairs:
+        from retinacli.export.pair_graph import PairProbabilityGraph
+
+        graph = PairProbabilityGraph(model).eval()
+    else:
+        graph = ProbabilityGraph(model).eval()
     dummy = torch.zeros(2, 3, side, side, dtype=torch.uint8)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)

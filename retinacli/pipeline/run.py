@@ -23,7 +23,7 @@ from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loade
 from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
-from retinacli.runtime.artefact import create_backend, read_model_info
+from retinacli.runtime.artefact import create_backend, read_model_info, runtime_file
 from retinacli.runtime.flip_average import flips_label
 
 EXIT_OK = 0             # every image input processed
@@ -63,10 +63,10 @@ def _non_empty(path: Path) -> bool:
         return False
 
 
-def _model_entry(info) -> dict:
+def _model_entry(info, backend_name: str) -> dict:
     spec = info.scale_spec()
-    return {"name": info.name, "file": str(info.path), "sha256": info.sha256, "threshold": info.threshold,
-            "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
+    return {"name": info.name, "file": str(info.path), "file_run": runtime_file(info, backend_name).name,
+            "sha256": info.sha256, "threshold": info.threshold, "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
             "min_fov_diameter_px": spec.min_fov_diameter_px, "test_time_flips": list(info.test_time_flips)}
 
 
@@ -204,7 +204,8 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         rows = [stored.get(it.image_id) or dict(base_row(it), status="pending", reason=PENDING_REASON)
                 for it in images]
         write_report_csv(rows, ROW_FIELDS, report_path)
-        models = {"vessels": _model_entry(info), **{name: _model_entry(i) for name, i in extra_infos.items()}}
+        models = {"vessels": _model_entry(info, backend.name),
+                  **{name: _model_entry(i, extra_backends[name].name) for name, i in extra_infos.items()}}
         summary = build_summary(rows, models, backend.name, started, _utc(), time.perf_counter() - t_start,
                                 interrupted, len(todo), {"inputs": [str(p) for p in cfg.inputs], "out_dir": str(out_dir),
                                               "ignored_non_image_files": [str(it.path) for it in others]})

@@ -76,7 +76,7 @@ def estimate_fov(rgb: np.ndarray) -> tuple[np.ndarray, FovCircle]:
     scale = min(1.0, WORK_SIDE_PX / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
         if scale < 1.0 else rgb
-    value = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2)), 5)
+    value = cv2.medianBlur(cv2.max(cv2.max(small[..., 0], small[..., 1]), small[..., 2]), 5)  # max of RGB
     mask = value > fov_threshold(value)
     k = max(3, int(round(min(mask.shape) * 0.02)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))

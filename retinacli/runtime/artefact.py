@@ -15,6 +15,7 @@ from retinacli.runtime.base import Backend, BackendUnavailable
 
 METADATA_FORMAT = "retina-model/1"
 BACKENDS = ("auto", "onnxruntime", "torch")
+AVX512_GRAPH = "avx512"  # metadata.json ``graphs`` key of the image-pair graph (export.pair_graph)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelInfo:
     threshold: float
     sha256: str
     metadata: dict
+    avx512_path: Path | None = None  # the image-pair graph for AVX-512 CPUs (export.pair_graph), when shipped
 
     @property
     def test_time_flips(self) -> tuple[str, ...]:
@@ -83,6 +85,13 @@ def read_model_info(path: Path) -> ModelInfo:
     if expected and expected != digest:
         raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
                          "or edited; export it again")
+    avx512_path = None
+    avx512 = (meta.get("graphs") or {}).get(AVX512_GRAPH)
+    if avx512 and (folder / str(avx512.get("file", ""))).is_file():  # optional: a copy without it runs model.onnx
+        avx512_path = folder / str(avx512["file"])
+        if sha256_file(avx512_path) != (meta.get("sha256") or {}).get(avx512_path.name):
+            raise ValueError(f"{avx512_path} does not match {meta_path} (sha256 differs): the folder is "
+                             "half-updated or edited; export it again")
     from retinacli.runtime.flip_average import check_flips
 
     try:
@@ -92,7 +101,7 @@ def read_model_info(path: Path) -> ModelInfo:
     try:
         pre = meta["preprocess"]
         return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
-                         float(meta["threshold"]), digest, meta)
+                         float(meta["threshold"]), digest, meta, avx512_path)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
 
@@ -118,6 +127,22 @@ def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0, fli
     return FlipAveragedBackend(inner, flips)
 
 
+def cpu_onnx_path(info: ModelInfo) -> Path:
+    """The ONNX graph ONNX Runtime runs on this CPU: the artefact's image-pair graph on an AVX-512 CPU (where it
+    is faster; same probabilities within the parity tolerance), ``model.onnx`` otherwise."""
+    from retinacli.runtime.cpu_features import has_avx512
+
+    return info.avx512_path if info.avx512_path is not None and has_avx512() else info.path
+
+
+def runtime_file(info: ModelInfo, backend_name: str) -> Path:
+    """The file a backend of that name runs for ``info``: a checkpoint, or the artefact's model.pt for torch; the
+    graph `cpu_onnx_path` picks for ONNX Runtime."""
+    if backend_name == "onnxruntime":
+        return cpu_onnx_path(info)
+    return info.path if info.path.suffix == ".pt" else info.path.parent / "model.pt"
+
+
 def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -129,7 +154,7 @@ def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
             raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
         from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(info.path, threads=threads)
+        return OnnxRuntimeBackend(cpu_onnx_path(info), threads=threads)
     if is_onnx:
         ck = info.path.parent / "model.pt"
         if not ck.exists():
