@@ -19,7 +19,7 @@ from pathlib import Path
 
 from retinacli.pipeline.config import ProcessConfig
 from retinacli.pipeline.run import process_inputs
-from retinacli.runtime.artefact import read_model_info, runtime_file
+from retinacli.runtime.artefact import read_model_info, runtime_files
 from retinacli.runtime.cpu_features import has_avx512
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,10 @@ def main() -> None:
     ap.add_argument("--av-model", type=Path, default=ROOT / "engines" / "av")
     args = ap.parse_args()
     runtime = args.backend if args.backend != "auto" else ("torch" if args.model.suffix == ".pt" else "onnxruntime")
-    graph = runtime_file(read_model_info(args.model), runtime)
+    graphs = " + ".join(p.name for p in runtime_files(read_model_info(args.model), runtime))
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, AVX-512 {'yes' if has_avx512() else 'no'}, "
           f"{platform.system()} {platform.machine()}, python {platform.python_version()}; model {args.model} "
-          f"(runs {graph.name}); backend {args.backend}")
+          f"(runs {graphs}); backend {args.backend}")
     for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
         extra = {}
         if stage == "full":

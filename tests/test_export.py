@@ -38,6 +38,9 @@ def test_model_folder_has_its_files_and_documented_metadata(tiny_model_dir, tiny
     pairs = meta["graphs"]["avx512"]
     assert pairs["file"] == "model.avx512.onnx" and "AVX-512" in pairs["runs_on"]
     assert pairs["parity"]["passed"] is True and pairs["parity"]["max_abs_diff"] <= 1e-4
+    assert pairs["parity"]["batch_size"] == 3  # odd batches: the graph's padding path is checked too
+    assert isinstance(pairs["parity"]["cpu_avx512"], bool)  # on which kind of CPU the graphs were checked
+    assert meta["parity"]["cpu_avx512"] == pairs["parity"]["cpu_avx512"]
     parity = meta["parity"]
     assert parity["passed"] is True
     assert parity["images"] == 2  # no parity images given: the two noise canvases

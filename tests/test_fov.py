@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retinacli.preprocess.fov import FovCircle, estimate_fov_mask, fit_circle, fov_circle
+from retinacli.preprocess.fov import FovCircle, estimate_fov, estimate_fov_mask, fit_circle, fov_circle
 from retinacli.preprocess.normalise import ScaleSpec, from_canvas, make_transform, prepare, to_canvas
 
 SPEC = ScaleSpec(canvas_px=256, fov_diameter_px=240)
@@ -224,3 +224,8 @@ def test_prepare_with_given_fov_mask_overrides_the_estimate():
     assert (prep.canvas[~prep.canvas_fov] == 0).all()
     assert (prep.canvas[prep.canvas_fov] > 0).any(axis=1).all()
     np.testing.assert_array_equal(prep.fov_mask, disc > 0)
+
+
+def test_estimate_fov_refuses_a_grayscale_array():
+    with pytest.raises(ValueError, match="RGB"):
+        estimate_fov(np.zeros((40, 50), np.uint8))

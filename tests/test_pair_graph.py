@@ -59,11 +59,17 @@ def test_pairs_are_a_reshape_and_block_diagonal_weights_keep_images_apart():
         pair_concat_weight(w2, [3, 3])
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# identity shortcuts too: a first level as wide as its input (vessels 3, haemorrhage 1 = green, A/V stream 2: 3 + 1)
+ARCHITECTURES = [(name, {"channels": (4, 8, 16)}) for name in sorted(MODELS)] + [
+    ("vessel_unet", {"channels": (3, 6)}), ("hemorrhage_unet", {"channels": (1, 4)}),
+    ("av_seqnet", {"channels": (4, 8), "av_channels": (4, 8)})]
+
+
+@pytest.mark.parametrize("name,kwargs", ARCHITECTURES)
 @pytest.mark.parametrize("batch", [1, 2, 3])
-def test_pair_graph_equals_the_probability_graph(name, batch):
+def test_pair_graph_equals_the_probability_graph(name, kwargs, batch):
     torch.manual_seed(2)
-    model = _randomise_bn(create_model(name, channels=(4, 8, 16)), seed=3)
+    model = _randomise_bn(create_model(name, **kwargs), seed=3)
     image = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
     image[:, :, :4] = 0  # a black border, as outside the FOV
     with torch.no_grad():

@@ -106,8 +106,8 @@ def test_mixed_folder_one_row_per_image_file(tiny_model_dir, tmp_path):
     assert model["canvas_px"] == 96 and model["threshold"] == pytest.approx(0.5)
     from retinacli.runtime.cpu_features import has_avx512
 
-    # the graph ONNX Runtime actually ran: the image-pair graph on an AVX-512 CPU
-    assert model["file_run"] == ("model.avx512.onnx" if has_avx512() else "model.onnx")
+    # the graphs ONNX Runtime ran: the image-pair graph on an AVX-512 CPU (model.onnx for an odd batch's last image)
+    assert model["files_run"] == (["model.avx512.onnx", "model.onnx"] if has_avx512() else ["model.onnx"])
     assert summary["interrupted"] is False
 
     # a re-run (resume) retries only the failed inputs; the report still accounts for every file
@@ -290,7 +290,7 @@ def test_checkpoint_model_runs_with_torch_backend(tiny_checkpoint, tiny_model_di
     summary = read_summary(tmp_path / "pt")
     assert summary["backend"] == "torch"
     assert summary["models"]["vessels"]["sha256"] == sha256_file(tiny_checkpoint)
-    assert summary["models"]["vessels"]["file_run"] == tiny_checkpoint.name
+    assert summary["models"]["vessels"]["files_run"] == [tiny_checkpoint.name]
     # same weights through ONNX Runtime: the same mask (up to pixels at the threshold)
     run(src, tmp_path / "onnx", tiny_model_dir)
     m1 = cv2.imread(str(tmp_path / "pt" / "a.png" / "vessels.png"), cv2.IMREAD_UNCHANGED)

@@ -1,6 +1,7 @@
 """Runtime: self-describing artefacts, backend choice, torch vs ONNX Runtime agreement, input checks."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -33,7 +34,9 @@ def test_read_model_info_folder_and_onnx_file(tiny_model_dir):
         assert info.threshold == pytest.approx(0.5)
         assert info.sha256 == sha256_file(tiny_model_dir / "model.onnx")
         assert info.metadata["format"] == "retina-model/1"
-    assert a == b
+    # the folder may switch to its image-pair graph on an AVX-512 CPU; an explicit model.onnx never does
+    assert a.avx512_path == tiny_model_dir / "model.avx512.onnx" and b.avx512_path is None
+    assert dataclasses.replace(a, avx512_path=None) == b
 
 
 def test_read_model_info_checkpoint(tiny_checkpoint):
@@ -132,21 +135,60 @@ def test_torch_backend_on_a_model_folder_without_checkpoint(tiny_model_dir, tmp_
 @pytest.mark.parametrize("avx512", [True, False])
 def test_onnx_runtime_runs_the_pair_graph_only_on_avx512_cpus(tiny_model_dir, monkeypatch, avx512):
     from retinacli.runtime import cpu_features
-    from retinacli.runtime.artefact import runtime_file
+    from retinacli.runtime.artefact import runtime_files
+    from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     monkeypatch.setattr(cpu_features, "has_avx512", lambda: avx512)
     info = read_model_info(tiny_model_dir)
     assert info.avx512_path == tiny_model_dir / "model.avx512.onnx"
     be = create_backend(info, "onnxruntime", threads=1)
-    expected = "model.avx512.onnx" if avx512 else "model.onnx"
-    assert be.path.name == expected == runtime_file(info, "onnxruntime").name
-    assert runtime_file(info, "torch").name == "model.pt"
-    batch = _canvases(3)
+    names = [p.name for p in runtime_files(info, "onnxruntime")]
+    assert names == (["model.avx512.onnx", "model.onnx"] if avx512 else ["model.onnx"])
+    assert be.path.name == names[0]
+    assert (be.odd_path.name if be.odd_path else None) == ("model.onnx" if avx512 else None)
+    assert [p.name for p in runtime_files(info, "torch")] == ["model.pt"]
+    plain = OnnxRuntimeBackend(info.path, threads=1)
+    for n in (1, 2, 3):  # odd batches: the last image goes through model.onnx, the rest as pairs
+        batch = _canvases(n, seed=n)
+        out = be.run(batch)
+        assert out.shape == (n, 1, S, S)
+        assert float(np.abs(out - plain.run(batch)).max()) < 1e-5
+    be.close()
+
+
+def test_an_odd_batch_sends_only_its_last_image_to_the_plain_graph(tiny_model_dir):
     from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-    plain = OnnxRuntimeBackend(info.path, threads=1)
-    assert float(np.abs(be.run(batch) - plain.run(batch)).max()) < 1e-5
-    be.close()
+    be = OnnxRuntimeBackend(tiny_model_dir / "model.avx512.onnx", threads=1, odd_path=tiny_model_dir / "model.onnx")
+    sizes = {"pairs": [], "odd": []}
+    for key, attr in (("pairs", "session"), ("odd", "odd_session")):
+        real = getattr(be, attr)
+
+        class Spy:
+            def __init__(self, inner, log):
+                self.inner, self.log = inner, log
+
+            def run(self, names, feed):
+                self.log.append(len(next(iter(feed.values()))))
+                return self.inner.run(names, feed)
+
+        setattr(be, attr, Spy(real, sizes[key]))
+    for n in (1, 2, 3, 4, 5):
+        be.run(_canvases(n))
+    assert sizes == {"pairs": [2, 2, 4, 4], "odd": [1, 1, 1]}
+
+
+def test_an_explicit_onnx_file_is_run_as_it_is(tiny_model_dir, monkeypatch):
+    from retinacli.runtime import cpu_features
+
+    monkeypatch.setattr(cpu_features, "has_avx512", lambda: True)
+    plain = read_model_info(tiny_model_dir / "model.onnx")
+    assert plain.avx512_path is None  # no switching away from the file the user named
+    assert create_backend(plain, "onnxruntime", threads=1).path.name == "model.onnx"
+    pairs = read_model_info(tiny_model_dir / "model.avx512.onnx")  # checked against its own sha256 entry
+    assert pairs.sha256 == sha256_file(tiny_model_dir / "model.avx512.onnx")
+    be = create_backend(pairs, "onnxruntime", threads=1)
+    assert be.path.name == "model.avx512.onnx" and be.odd_path is None
 
 
 def test_an_edited_pair_graph_is_refused_and_a_missing_one_falls_back(tiny_model_dir, tmp_path, monkeypatch):

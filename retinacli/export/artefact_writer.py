@@ -12,6 +12,7 @@ from retinacli.export.onnx_export import parity_check, torch_to_onnx
 from retinacli.io.decode import decode_image
 from retinacli.preprocess.normalise import ScaleSpec, prepare, scale_spec_of
 from retinacli.runtime.artefact import AVX512_GRAPH, METADATA_FORMAT, sha256_file
+from retinacli.runtime.cpu_features import has_avx512
 
 PAIR_GRAPH_FILE = "model.avx512.onnx"
 
@@ -55,11 +56,13 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
         graphs = {}
         if avx512_graph:
             torch_to_onnx(checkpoint, staged_pairs, pairs=True)
+            # batches of 3: the odd-batch path of the graph (a black canvas appended, its output dropped) is checked
             graphs[AVX512_GRAPH] = {
                 "file": PAIR_GRAPH_FILE, "runs_on": "ONNX Runtime on a CPU with AVX-512 (model.onnx elsewhere)",
                 "form": "full-resolution level on image pairs, batch norm folded (retinacli.export.pair_graph)",
-                "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU",
-                           **parity_check(checkpoint, staged_pairs, canv, tolerance)}}
+                "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", "batch_size": 3,
+                           "cpu_avx512": has_avx512(),
+                           **parity_check(checkpoint, staged_pairs, canv, tolerance, batch_size=3)}}
     except Exception:
         staged_onnx.unlink(missing_ok=True)
         staged_pairs.unlink(missing_ok=True)
@@ -95,7 +98,8 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                                         "note": "per-epoch validation during training, at the training scale, on "
                                                 "model canvases; see threshold_calibration for the shipped setting"},
         "threshold_calibration": ck.get("threshold_calibration"),
-        "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", **parity},
+        "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", "cpu_avx512": has_avx512(),
+                   **parity},
         **({"graphs": graphs} if graphs else {}),
         "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt"),
                    **{g["file"]: sha256_file(out_dir / g["file"]) for g in graphs.values()}},

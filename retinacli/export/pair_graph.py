@@ -110,16 +110,22 @@ class FoldedBlock(nn.Module):
         w2, b2 = fold_bn(block.body[1])
         self.c1 = PairConv(w1, b1, parts, paired, relu=True)
         self.c2 = PairConv(w2, b2, [w2.shape[1]], paired, relu=True)
-        if isinstance(block.skip, nn.Conv2d):
-            self.skip = PairConv(block.skip.weight, None, parts, paired, relu=False)
-        elif len(parts) == 1:
-            self.skip = None
-        else:  # identity shortcut of a concatenation: cannot happen in UNetTrunk (c_in != c_out there)
-            raise ValueError("an identity shortcut needs a single input part")
+        # an identity shortcut (c_in == c_out) of a concatenation becomes a 1x1 convolution with identity weights;
+        # of a single part (pairs or not) it stays an addition
+        self.skip = None if (isinstance(block.skip, nn.Identity) and len(parts) == 1) else \
+            PairConv(skip_weight(block), None, parts, paired, relu=False)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         y = self.c2([self.c1(xs)])
         return y + (self.skip(xs) if self.skip is not None else xs[0])
+
+
+def skip_weight(block: Block) -> torch.Tensor:
+    """The shortcut of a `Block` as a 1x1 weight [Co, Ci, 1, 1]: its convolution, or the identity (Ci == Co)."""
+    if isinstance(block.skip, nn.Conv2d):
+        return block.skip.weight
+    c = block.body[0][0].weight.shape[0]
+    return torch.eye(c, dtype=block.body[0][0].weight.dtype)[:, :, None, None]
 
 
 class PairTrunk(nn.Module):
@@ -211,7 +217,8 @@ class PairHemorrhage(nn.Module):
         # the trunk sees the green channel only: give its first convolutions RGB weights with zeros off green
         rgb_block = copy.deepcopy(trunk.enc[0])
         rgb_block.body[0][0].weight = nn.Parameter(_green_weight(rgb_block.body[0][0].weight.data))
-        rgb_block.skip.weight = nn.Parameter(_green_weight(rgb_block.skip.weight.data))
+        rgb_block.skip = nn.Conv2d(RGB, rgb_block.body[0][0].weight.shape[0], 1, bias=False)
+        rgb_block.skip.weight = nn.Parameter(_green_weight(skip_weight(trunk.enc[0]).data))
         self.trunk = PairTrunk(trunk, [RGB], rgb_block)
         w, b = fold_bn(model.fuse)
         c0 = trunk.channels[0]

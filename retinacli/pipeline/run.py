@@ -23,7 +23,7 @@ from retinacli.pipeline.item import (OUTPUT_NAMES, ROW_FIELDS, ROW_SCHEMA, Loade
 from retinacli.pipeline.ledger import Ledger
 from retinacli.report.csv_report import write_report_csv
 from retinacli.report.summary import build_summary, write_summary
-from retinacli.runtime.artefact import create_backend, read_model_info, runtime_file
+from retinacli.runtime.artefact import create_backend, read_model_info, runtime_files
 from retinacli.runtime.flip_average import flips_label
 
 EXIT_OK = 0             # every image input processed
@@ -65,7 +65,7 @@ def _non_empty(path: Path) -> bool:
 
 def _model_entry(info, backend_name: str) -> dict:
     spec = info.scale_spec()
-    return {"name": info.name, "file": str(info.path), "file_run": runtime_file(info, backend_name).name,
+    return {"name": info.name, "file": str(info.path), "files_run": [p.name for p in runtime_files(info, backend_name)],
             "sha256": info.sha256, "threshold": info.threshold, "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
             "min_fov_diameter_px": spec.min_fov_diameter_px, "test_time_flips": list(info.test_time_flips)}
 

@@ -72,6 +72,8 @@ def estimate_fov(rgb: np.ndarray) -> tuple[np.ndarray, FovCircle]:
 
     The circle is fitted on the working-resolution mask and scaled to input pixels (cheap for 8+ Mpx images).
     """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"estimate_fov needs an RGB image [H, W, 3], got shape {rgb.shape}")
     h, w = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE_PX / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \

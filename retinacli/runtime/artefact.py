@@ -81,15 +81,16 @@ def read_model_info(path: Path) -> ModelInfo:
     if meta.get("format") != METADATA_FORMAT:
         raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r} (expected {METADATA_FORMAT})")
     digest = sha256_file(onnx_path)
-    expected = (meta.get("sha256") or {}).get("model.onnx")
+    expected = (meta.get("sha256") or {}).get(onnx_path.name)  # an explicit .onnx file is run as it is
     if expected and expected != digest:
         raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
                          "or edited; export it again")
     avx512_path = None
     avx512 = (meta.get("graphs") or {}).get(AVX512_GRAPH)
-    if avx512 and (folder / str(avx512.get("file", ""))).is_file():  # optional: a copy without it runs model.onnx
-        avx512_path = folder / str(avx512["file"])
-        if sha256_file(avx512_path) != (meta.get("sha256") or {}).get(avx512_path.name):
+    if avx512 and path.suffix != ".onnx" and (folder / str(avx512.get("file", ""))).is_file():
+        avx512_path = folder / str(avx512["file"])  # optional: a copy of the folder without it runs model.onnx
+        expected = (meta.get("sha256") or {}).get(avx512_path.name)
+        if expected and sha256_file(avx512_path) != expected:
             raise ValueError(f"{avx512_path} does not match {meta_path} (sha256 differs): the folder is "
                              "half-updated or edited; export it again")
     from retinacli.runtime.flip_average import check_flips
@@ -127,20 +128,21 @@ def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0, fli
     return FlipAveragedBackend(inner, flips)
 
 
-def cpu_onnx_path(info: ModelInfo) -> Path:
-    """The ONNX graph ONNX Runtime runs on this CPU: the artefact's image-pair graph on an AVX-512 CPU (where it
-    is faster; same probabilities within the parity tolerance), ``model.onnx`` otherwise."""
+def cpu_onnx_paths(info: ModelInfo) -> list[Path]:
+    """The ONNX graphs ONNX Runtime runs on this CPU: on an AVX-512 CPU, when the artefact folder ships one, the
+    image-pair graph (faster there; same probabilities within the parity tolerance), with ``model.onnx`` for the
+    last image of an odd batch; otherwise ``model.onnx`` alone (or the .onnx file given explicitly)."""
     from retinacli.runtime.cpu_features import has_avx512
 
-    return info.avx512_path if info.avx512_path is not None and has_avx512() else info.path
+    return [info.avx512_path, info.path] if info.avx512_path is not None and has_avx512() else [info.path]
 
 
-def runtime_file(info: ModelInfo, backend_name: str) -> Path:
-    """The file a backend of that name runs for ``info``: a checkpoint, or the artefact's model.pt for torch; the
-    graph `cpu_onnx_path` picks for ONNX Runtime."""
+def runtime_files(info: ModelInfo, backend_name: str) -> list[Path]:
+    """The files a backend of that name runs for ``info``: a checkpoint, or the artefact's model.pt, for torch;
+    the graphs `cpu_onnx_paths` picks for ONNX Runtime."""
     if backend_name == "onnxruntime":
-        return cpu_onnx_path(info)
-    return info.path if info.path.suffix == ".pt" else info.path.parent / "model.pt"
+        return cpu_onnx_paths(info)
+    return [info.path if info.path.suffix == ".pt" else info.path.parent / "model.pt"]
 
 
 def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
@@ -154,7 +156,8 @@ def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
             raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
         from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(cpu_onnx_path(info), threads=threads)
+        graphs = cpu_onnx_paths(info)
+        return OnnxRuntimeBackend(graphs[0], threads=threads, odd_path=graphs[1] if len(graphs) > 1 else None)
     if is_onnx:
         ck = info.path.parent / "model.pt"
         if not ck.exists():
