@@ -47,8 +47,7 @@ def main() -> None:
     ap.add_argument("--hemorrhage-model", type=Path, default=ROOT / "engines" / "hemorrhage")
     ap.add_argument("--av-model", type=Path, default=ROOT / "engines" / "av")
     args = ap.parse_args()
-    runtime = args.backend if args.backend != "auto" else ("torch" if args.model.suffix == ".pt" else "onnxruntime")
-    graphs = " + ".join(p.name for p in runtime_files(read_model_info(args.model), runtime))
+    graphs = " + ".join(p.name for p in runtime_files(read_model_info(args.model), args.backend))
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, AVX-512 {'yes' if has_avx512() else 'no'}, "
           f"{platform.system()} {platform.machine()}, python {platform.python_version()}; model {args.model} "
           f"(runs {graphs}); backend {args.backend}")

@@ -65,8 +65,9 @@ def _non_empty(path: Path) -> bool:
 
 def _model_entry(info, backend_name: str) -> dict:
     spec = info.scale_spec()
-    return {"name": info.name, "file": str(info.path), "files_run": [p.name for p in runtime_files(info, backend_name)],
-            "sha256": info.sha256, "threshold": info.threshold, "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
+    return {"name": info.name, "file": str(info.path),
+            "files_run": [p.name for p in runtime_files(info, backend_name)], "sha256": info.sha256,
+            "threshold": info.threshold, "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
             "min_fov_diameter_px": spec.min_fov_diameter_px, "test_time_flips": list(info.test_time_flips)}
 
 

@@ -137,34 +137,35 @@ def cpu_onnx_paths(info: ModelInfo) -> list[Path]:
     return [info.avx512_path, info.path] if info.avx512_path is not None and has_avx512() else [info.path]
 
 
-def runtime_files(info: ModelInfo, backend_name: str) -> list[Path]:
-    """The files a backend of that name runs for ``info``: a checkpoint, or the artefact's model.pt, for torch;
-    the graphs `cpu_onnx_paths` picks for ONNX Runtime."""
-    if backend_name == "onnxruntime":
+def resolve_backend_name(info: ModelInfo, backend: str) -> str:
+    """The runtime ``backend`` means for ``info``: ``auto`` is ONNX Runtime for an .onnx artefact, torch for a
+    checkpoint. BackendUnavailable for an unknown name."""
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "onnxruntime" if info.path.suffix == ".onnx" else "torch"
+    return backend
+
+
+def runtime_files(info: ModelInfo, backend: str) -> list[Path]:
+    """The files ``backend`` (auto, onnxruntime, torch) runs for ``info``: the graphs `cpu_onnx_paths` picks for
+    ONNX Runtime; a checkpoint, or the artefact's model.pt, for torch."""
+    if resolve_backend_name(info, backend) == "onnxruntime":
         return cpu_onnx_paths(info)
     return [info.path if info.path.suffix == ".pt" else info.path.parent / "model.pt"]
 
 
 def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
-    if backend not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    is_onnx = info.path.suffix == ".onnx"
-    if backend == "auto":
-        backend = "onnxruntime" if is_onnx else "torch"
+    backend = resolve_backend_name(info, backend)
+    files = runtime_files(info, backend)
     if backend == "onnxruntime":
-        if not is_onnx:
+        if info.path.suffix != ".onnx":
             raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
         from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        graphs = cpu_onnx_paths(info)
-        return OnnxRuntimeBackend(graphs[0], threads=threads, odd_path=graphs[1] if len(graphs) > 1 else None)
-    if is_onnx:
-        ck = info.path.parent / "model.pt"
-        if not ck.exists():
-            raise BackendUnavailable(f"the torch backend needs a checkpoint; {ck} does not exist")
-        from retinacli.runtime.torch_backend import TorchBackend
-
-        return TorchBackend(ck, threads=threads)
+        return OnnxRuntimeBackend(files[0], threads=threads, odd_path=files[1] if len(files) > 1 else None)
+    if not files[0].exists():
+        raise BackendUnavailable(f"the torch backend needs a checkpoint; {files[0]} does not exist")
     from retinacli.runtime.torch_backend import TorchBackend
 
-    return TorchBackend(info.path, threads=threads)
+    return TorchBackend(files[0], threads=threads)
