@@ -76,7 +76,8 @@ def make_folder_dataset(root: Path, n: int = 2, size: tuple[int, int] = (120, 12
 
 
 def build_tiny_checkpoint(path: Path, seed: int = 0, model_name: str = "vessel_unet",
-                          canvas_px: int = TINY_CANVAS_PX, fov_diameter_px: int = TINY_FOV_DIAMETER_PX) -> Path:
+                          canvas_px: int = TINY_CANVAS_PX, fov_diameter_px: int = TINY_FOV_DIAMETER_PX,
+                          min_fov_diameter_px: int | None = None) -> Path:
     import torch
 
     from retinacli.models.registry import MODEL_TASKS, create_model
@@ -86,7 +87,7 @@ def build_tiny_checkpoint(path: Path, seed: int = 0, model_name: str = "vessel_u
     torch.manual_seed(seed)
     model = create_model(model_name, channels=TINY_CHANNELS)
     ck = make_checkpoint(model, model_name, {"channels": list(TINY_CHANNELS)},
-                         ScaleSpec(canvas_px, fov_diameter_px), threshold=0.5,
+                         ScaleSpec(canvas_px, fov_diameter_px, min_fov_diameter_px), threshold=0.5,
                          provenance={"data": ["synthetic"]}, metrics={}, task=MODEL_TASKS[model_name])
     save_checkpoint(ck, path)
     return path

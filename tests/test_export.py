@@ -62,7 +62,7 @@ def test_shipped_model_pt_is_slim_and_loads(tiny_model_dir):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_onnx_has_dynamic_batch(tiny_model_dir, batch):
     be = OnnxRuntimeBackend(tiny_model_dir / "model.onnx", threads=1)
-    assert be.input_hw == (TINY_CANVAS_PX, TINY_CANVAS_PX)
+    assert be.canvas_sides == (TINY_CANVAS_PX,)
     x = np.random.default_rng(batch).integers(0, 256, (batch, 3, TINY_CANVAS_PX, TINY_CANVAS_PX), dtype=np.uint8)
     out = be.run(x)
     assert out.shape == (batch, 1, TINY_CANVAS_PX, TINY_CANVAS_PX)

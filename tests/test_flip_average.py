@@ -25,7 +25,7 @@ class RampBackend:
     a tenth of the red value (so flipping the input changes the answer in a known way)."""
 
     name = "fake"
-    input_hw = (4, 6)
+    canvas_sides = (6,)
     max_batch = 0
 
     def __init__(self):
@@ -66,7 +66,7 @@ def test_flip_average_is_the_exact_mean_of_the_mapped_back_passes():
     np.testing.assert_allclose(FlipAveragedBackend(RampBackend(), ["vertical"]).run(batch), RampBackend().run(batch),
                                atol=1e-6)
     be.close()
-    assert inner.closed and be.name == "fake" and be.input_hw == (4, 6)
+    assert inner.closed and be.name == "fake" and be.canvas_sides == (6,)
 
 
 def test_check_flips_rejects_unknown_names_and_drops_duplicates():
@@ -82,7 +82,7 @@ class ThreeChannelBackend:
     """Fake A/V-like backend: 3 output channels, each a different position-dependent map; max_batch 2."""
 
     name = "fake3"
-    input_hw = (4, 6)
+    canvas_sides = (6,)
     max_batch = 2
 
     def __init__(self):

@@ -138,7 +138,26 @@ def test_shipped_onnx_matches_torch_on_drive():
     from retinacli.runtime.artefact import read_model_info
 
     info = read_model_info(MODEL)
+    spec = info.scale_spec()
     imgs = sorted((DATA / "DRIVE" / "test" / "images").glob("*.tif"))[:3]
-    canv = parity_canvases(imgs, info.scale_spec())
-    result = parity_check(MODEL / "model.pt", MODEL / "model.onnx", canv, tolerance=1e-4)
-    assert result["max_abs_diff"] <= 1e-4
+    # every shipped side: the model's canvas, and the smaller one DRIVE photographs actually run on
+    for side, onnx in [(spec.canvas_px, info.path), *[(c.side, c.path) for c in info.extra_canvases]]:
+        canv = parity_canvases(imgs, spec.at_side(side))
+        assert canv.shape[2] == side
+        result = parity_check(MODEL / "model.pt", onnx, canv, tolerance=1e-4)
+        assert result["max_abs_diff"] <= 1e-4
+
+
+@needs_data
+@needs_model
+def test_shipped_canvas_sides_per_camera():
+    """DRIVE photographs (FOV drawn at 896 px) run on the shipped 928-px graphs; CHASE and HRF on 1056 px."""
+    from retinacli.preprocess.normalise import prepare
+    from retinacli.runtime.artefact import read_model_info
+
+    spec = read_model_info(MODEL).scale_spec()
+    assert spec.canvas_sides == (928, 1056)
+    for rel, side in (("DRIVE/test/images/01_test.tif", 928), ("CHASEDB1/Image_11L.jpg", 1056),
+                      ("HRF-AV/test/images/09_dr.JPG", 1056)):
+        path = DATA / rel
+        assert prepare(decode_image(path), spec).canvas.shape[:2] == (side, side), rel

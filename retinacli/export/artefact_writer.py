@@ -11,15 +11,17 @@ from retinacli import __version__
 from retinacli.export.onnx_export import parity_check, torch_to_onnx
 from retinacli.io.decode import decode_image
 from retinacli.preprocess.normalise import ScaleSpec, prepare, scale_spec_of
-from retinacli.runtime.artefact import AVX512_GRAPH, METADATA_FORMAT, sha256_file
+from retinacli.runtime.artefact import AVX512_GRAPH, CANVASES, METADATA_FORMAT, sha256_file
 from retinacli.runtime.cpu_features import has_avx512
 
 PAIR_GRAPH_FILE = "model.avx512.onnx"
 
 
 def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.ndarray:
-    """Canvases uint8 [N, 3, S, S] for the parity check: the given images prepared as in `retina process`,
-    plus two random-noise canvases with the largest FOV (so the check never runs on nothing)."""
+    """Canvases uint8 [N, 3, S, S] (S = ``spec.canvas_px``) for the parity check: the given images prepared as in
+    `retina process` but all on that side, plus two random-noise canvases with the largest FOV (so the check never
+    runs on nothing)."""
+    spec = spec.at_side(spec.canvas_px)  # one side for all (no smaller canvas options)
     out = [prepare(decode_image(p), spec).canvas.transpose(2, 0, 1) for p in images]
     rng = np.random.default_rng(seed)
     side = spec.canvas_px
@@ -31,12 +33,19 @@ def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.nd
     return np.stack(out)
 
 
+def canvas_graph_file(side: int, pairs: bool = False) -> str:
+    """File name of a smaller canvas side's graph: model.c928.onnx, or model.c928.avx512.onnx for its pair form."""
+    return f"model.c{int(side)}{'.avx512' if pairs else ''}.onnx"
+
+
 def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
-                        name: str | None = None, extra_metadata: dict | None = None, avx512_graph: bool = True) -> dict:
+                        name: str | None = None, extra_metadata: dict | None = None, avx512_graph: bool = True,
+                        extra_canvas_px: tuple[int, ...] = ()) -> dict:
     """checkpoint -> out_dir/{model.onnx, model.pt, metadata.json}, plus model.avx512.onnx (the image-pair graph
-    that ONNX Runtime runs on AVX-512 CPUs, ``export.pair_graph``) unless ``avx512_graph`` is False. The parity
-    check is mandatory for every graph: on failure nothing in out_dir is replaced. ``name``: default the
-    checkpoint's task (vessels, hemorrhage). Returns the metadata written."""
+    that ONNX Runtime runs on AVX-512 CPUs, ``export.pair_graph``) unless ``avx512_graph`` is False, plus for each of
+    ``extra_canvas_px`` (smaller canvas sides, ``ScaleSpec.canvas_options_px``) the same pair of graphs at that side
+    (``canvas_graph_file``). The parity check is mandatory for every graph: on failure nothing in out_dir is
+    replaced. ``name``: default the checkpoint's task (vessels, hemorrhage). Returns the metadata written."""
     import torch
 
     from retinacli.models.registry import count_parameters
@@ -45,36 +54,53 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     ck = load_checkpoint(checkpoint)
     pre = ck["preprocess"]
     task = ck.get("task", "vessels")
+    spec = scale_spec_of(pre, sorted(set(int(s) for s in extra_canvas_px)))  # ValueError for an unusable side
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staged_onnx = out_dir / "model.staged.onnx"
-    staged_pairs = out_dir / "model.avx512.staged.onnx"
+    # every graph: (file name, canvas side, image-pair form?)
+    plan = [("model.onnx", spec.canvas_px, False)] + ([(PAIR_GRAPH_FILE, spec.canvas_px, True)] if avx512_graph else [])
+    for side in spec.canvas_options_px:
+        plan += [(canvas_graph_file(side), side, False)] + \
+            ([(canvas_graph_file(side, True), side, True)] if avx512_graph else [])
+    staged = {final: out_dir / final.replace(".onnx", ".staged.onnx") for final, _, _ in plan}
+    parity: dict[str, dict] = {}
     try:
-        torch_to_onnx(checkpoint, staged_onnx)
-        canv = parity_canvases(parity_images, scale_spec_of(pre))
-        parity = parity_check(checkpoint, staged_onnx, canv, tolerance)
-        graphs = {}
-        if avx512_graph:
-            torch_to_onnx(checkpoint, staged_pairs, pairs=True)
-            # batches of 3: the odd-batch path of the graph (a black canvas appended, its output dropped) is checked
-            graphs[AVX512_GRAPH] = {
-                "file": PAIR_GRAPH_FILE, "runs_on": "ONNX Runtime on a CPU with AVX-512 (model.onnx elsewhere)",
-                "form": "full-resolution level on image pairs, batch norm folded (retinacli.export.pair_graph)",
-                "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", "batch_size": 3,
-                           "cpu_avx512": has_avx512(),
-                           **parity_check(checkpoint, staged_pairs, canv, tolerance, batch_size=3)}}
+        canvases = {side: parity_canvases(parity_images, spec.at_side(side)) for side in spec.canvas_sides}
+        for final, side, pairs in plan:
+            torch_to_onnx(checkpoint, staged[final], pairs=pairs, side=side)
+            # the pair graphs in batches of 3: their odd-batch path (a black canvas appended, its output dropped)
+            parity[final] = {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", "cpu_avx512": has_avx512(),
+                             **({"batch_size": 3} if pairs else {}),
+                             **parity_check(checkpoint, staged[final], canvases[side], tolerance,
+                                            batch_size=3 if pairs else 4)}
     except Exception:
-        staged_onnx.unlink(missing_ok=True)
-        staged_pairs.unlink(missing_ok=True)
+        for path in staged.values():
+            path.unlink(missing_ok=True)
         raise
+    graphs = {}
+    if avx512_graph:
+        graphs[AVX512_GRAPH] = {
+            "file": PAIR_GRAPH_FILE, "runs_on": "ONNX Runtime on a CPU with AVX-512 (model.onnx elsewhere)",
+            "form": "full-resolution level on image pairs, batch norm folded (retinacli.export.pair_graph)",
+            "parity": parity[PAIR_GRAPH_FILE]}
+    extra_canvases = {}
+    for side in spec.canvas_options_px:
+        plain, pairs = canvas_graph_file(side), canvas_graph_file(side, True)
+        top = spec.at_side(side).fov_diameter_px
+        extra_canvases[str(side)] = {
+            "file": plain, "parity": parity[plain],
+            **({"avx512_file": pairs, "avx512_parity": parity[pairs]} if avx512_graph else {}),
+            "fov_diameter_px_max": top,
+            "used_for": f"images whose FOV is drawn at most {top} px wide on the canvas (a {side}-px canvas keeps "
+                        f"the {spec.margin_px}-px margin of the {spec.canvas_px}-px one); same weights as model.onnx"}
     slim = {k: v for k, v in ck.items() if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
     tmp_pt = out_dir / "model.pt.tmp"
     torch.save(slim, tmp_pt)
-    staged_onnx.replace(out_dir / "model.onnx")
-    if graphs:
-        staged_pairs.replace(out_dir / PAIR_GRAPH_FILE)
-    else:
-        (out_dir / PAIR_GRAPH_FILE).unlink(missing_ok=True)  # a graph of an earlier export must not stay behind
+    for final, path in staged.items():
+        path.replace(out_dir / final)
+    for old in [out_dir / PAIR_GRAPH_FILE, *out_dir.glob("model.c[0-9]*.onnx")]:
+        if old.name not in staged:  # a graph of an earlier export must not stay behind
+            old.unlink(missing_ok=True)
     tmp_pt.replace(out_dir / "model.pt")
     model = model_from_checkpoint(ck)
     meta = {
@@ -89,7 +115,8 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                   "height": int(pre["canvas_px"]), "width": int(pre["canvas_px"]), "batch": "dynamic",
                   "note": "FOV-centred canvas, black outside the FOV; FOV diameter fov_diameter_px, or the "
                           "image's own FOV diameter clipped to [min_fov_diameter_px, fov_diameter_px] when "
-                          "min_fov_diameter_px is set (preprocess)"},
+                          "min_fov_diameter_px is set (preprocess); images whose FOV is drawn smaller may run on "
+                          "the smaller canvas sides listed under 'canvases' (same weights, their own graphs)"},
         "output": {"name": "prob", "dtype": "float32", "shape": "[N, 1, H, W]", "meaning": f"{task} probability"},
         "preprocess": {**pre, "in_graph": "float cast, per-image per-channel standardisation over FOV pixels"},
         "threshold": float(ck["threshold"]),
@@ -98,11 +125,11 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                                         "note": "per-epoch validation during training, at the training scale, on "
                                                 "model canvases; see threshold_calibration for the shipped setting"},
         "threshold_calibration": ck.get("threshold_calibration"),
-        "parity": {"reference": "torch (CPU, FP32)", "runtime": "onnxruntime CPU", "cpu_avx512": has_avx512(),
-                   **parity},
+        "parity": parity["model.onnx"],
         **({"graphs": graphs} if graphs else {}),
-        "sha256": {"model.onnx": sha256_file(out_dir / "model.onnx"), "model.pt": sha256_file(out_dir / "model.pt"),
-                   **{g["file"]: sha256_file(out_dir / g["file"]) for g in graphs.values()}},
+        **({CANVASES: extra_canvases} if extra_canvases else {}),
+        "sha256": {**{final: sha256_file(out_dir / final) for final in staged},
+                   "model.pt": sha256_file(out_dir / "model.pt")},
         **(extra_metadata or {}),
     }
     tmp = out_dir / "metadata.json.tmp"

@@ -13,17 +13,19 @@ import numpy as np
 OPSET = 17
 
 
-def torch_to_onnx(checkpoint: Path, onnx_path: Path, pairs: bool = False) -> Path:
+def torch_to_onnx(checkpoint: Path, onnx_path: Path, pairs: bool = False, side: int | None = None) -> Path:
     """Export a retina checkpoint to ``onnx_path`` (written atomically). Returns the path.
 
-    ``pairs``: the image-pair form for AVX-512 CPUs (``export.pair_graph``) instead of the plain graph."""
+    ``pairs``: the image-pair form for AVX-512 CPUs (``export.pair_graph``) instead of the plain graph.
+    ``side``: the graph's canvas side, default the checkpoint's ``canvas_px`` (the network is fully convolutional;
+    a side its levels do not divide raises ValueError)."""
     import torch
 
     from retinacli.models.normalise import ProbabilityGraph
     from retinacli.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    side = int(ck["preprocess"]["canvas_px"])
+    side = int(side or ck["preprocess"]["canvas_px"])
     model = model_from_checkpoint(ck).eval()
     if pairs:
         from retinacli.export.pair_graph import PairProbabilityGraph
@@ -32,6 +34,11 @@ def torch_to_onnx(checkpoint: Path, onnx_path: Path, pairs: bool = False) -> Pat
     else:
         graph = ProbabilityGraph(model).eval()
     dummy = torch.zeros(2, 3, side, side, dtype=torch.uint8)
+    try:
+        with torch.inference_mode():
+            graph(dummy[:1])
+    except RuntimeError as exc:  # e.g. a skip connection whose sizes no longer match
+        raise ValueError(f"a {side}-px canvas does not fit {ck['model']['name']}: {exc}") from None
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_suffix(".onnx.tmp")
@@ -60,7 +67,8 @@ def parity_check(checkpoint: Path, onnx_path: Path, canvases: np.ndarray, tolera
     from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from retinacli.runtime.torch_backend import TorchBackend
 
-    ref, test = TorchBackend(checkpoint), OnnxRuntimeBackend(onnx_path)
+    ref = TorchBackend(checkpoint, canvas_sides=(int(canvases.shape[2]),))
+    test = OnnxRuntimeBackend(onnx_path)
     max_d, sum_d, n_px = 0.0, 0.0, 0
     for i in range(0, len(canvases), batch_size):
         b = canvases[i:i + batch_size]

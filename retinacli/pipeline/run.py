@@ -68,7 +68,14 @@ def _model_entry(info, backend_name: str) -> dict:
     return {"name": info.name, "file": str(info.path),
             "files_run": [p.name for p in runtime_files(info, backend_name)], "sha256": info.sha256,
             "threshold": info.threshold, "canvas_px": info.canvas_px, "fov_diameter_px": info.fov_diameter_px,
-            "min_fov_diameter_px": spec.min_fov_diameter_px, "test_time_flips": list(info.test_time_flips)}
+            "min_fov_diameter_px": spec.min_fov_diameter_px, "canvas_options_px": list(spec.canvas_options_px),
+            "test_time_flips": list(info.test_time_flips)}
+
+
+def canvas_key(loaded: Loaded) -> tuple[int, ...]:
+    """The canvas sides of an image for the vessel model and each further model (images batch only with equals)."""
+    return (loaded.prepared.transform.canvas_px,
+            *(p.transform.canvas_px for _, p in sorted(loaded.extra_prepared.items())))
 
 
 def process_inputs(cfg: ProcessConfig) -> RunResult:
@@ -150,49 +157,50 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                         return
                     loads.append(decoders.submit(load_item, it, spec, extra_specs))
 
-            refill()
-            while loads:
-                batch: list[Loaded] = []
-                while loads and len(batch) < cfg.batch_size:
-                    loaded = loads.popleft().result()
-                    refill()
-                    if loaded.prepared is None:
-                        record(loaded.row)
-                    else:
-                        batch.append(loaded)
-                if not batch:
-                    continue
+            def run_batch(batch: list[Loaded]) -> None:
                 t0 = time.perf_counter()
                 try:
                     probs = backend.run(np.stack([b.prepared.canvas.transpose(2, 0, 1) for b in batch]))
                 except Exception as exc:
                     for b in batch:
-                        row = dict(b.row)
-                        row.update(status="failed", reason=f"inference_error: {type(exc).__name__}: {exc}")
-                        record(row)
-                    continue
+                        record(dict(b.row, status="failed", reason=f"inference_error: {type(exc).__name__}: {exc}"))
+                    return
                 per_image_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
                 outs: list[dict[str, ModelOutput]] = [{} for _ in batch]
-                failed = None
                 for name, be in extra_backends.items():
                     t0 = time.perf_counter()
                     try:
                         extra = be.run(np.stack([b.extra_prepared[name].canvas.transpose(2, 0, 1) for b in batch]))
                     except Exception as exc:
-                        failed = f"{name}_inference_error: {type(exc).__name__}: {exc}"
-                        break
+                        for b in batch:
+                            record(dict(b.row, status="failed",
+                                        reason=f"{name}_inference_error: {type(exc).__name__}: {exc}"))
+                        return
                     ms = (time.perf_counter() - t0) * 1e3 / len(batch)
                     for o, p in zip(outs, extra):
                         o[name] = ModelOutput(p, extra_infos[name].threshold, ms)
-                if failed:
-                    for b in batch:
-                        record(dict(b.row, status="failed", reason=failed))
-                    continue
                 for b, p, o in zip(batch, probs, outs):
                     pending_writes.append(writers.submit(finish_item, b, p[0], info.threshold, out_dir, per_image_ms,
                                                          cfg.save_probabilities, cfg.overlay, o, cfg.hint_config,
                                                          cfg.av_graph_config, cfg.biomarker_config))
                 drain(limit=2 * cfg.batch_size)
+
+            # one batch holds one canvas side per model (a model may ship smaller canvases for small FOVs), so images
+            # wait in a bucket per combination of sides; a bucket runs when full, the rest when the inputs end
+            buckets: dict[tuple[int, ...], list[Loaded]] = {}
+            refill()
+            while loads:
+                loaded = loads.popleft().result()
+                refill()
+                if loaded.prepared is None:
+                    record(loaded.row)
+                    continue
+                bucket = buckets.setdefault(canvas_key(loaded), [])
+                bucket.append(loaded)
+                if len(bucket) == cfg.batch_size:
+                    run_batch(buckets.pop(canvas_key(loaded)))
+            for batch in buckets.values():
+                run_batch(batch)
             drain(limit=0)
     except KeyboardInterrupt:
         interrupted = True

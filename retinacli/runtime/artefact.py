@@ -16,6 +16,17 @@ from retinacli.runtime.base import Backend, BackendUnavailable
 METADATA_FORMAT = "retina-model/1"
 BACKENDS = ("auto", "onnxruntime", "torch")
 AVX512_GRAPH = "avx512"  # metadata.json ``graphs`` key of the image-pair graph (export.pair_graph)
+CANVASES = "canvases"    # metadata.json key: {"<side>": {"file", "avx512_file", ...}} of the smaller canvas sides
+
+
+@dataclass(frozen=True)
+class CanvasGraphs:
+    """The graphs of one smaller canvas side an artefact ships (``ScaleSpec.canvas_options_px``): the plain graph
+    and, when shipped, its image-pair graph for AVX-512 CPUs."""
+
+    side: int
+    path: Path
+    avx512_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ class ModelInfo:
     sha256: str
     metadata: dict
     avx512_path: Path | None = None  # the image-pair graph for AVX-512 CPUs (export.pair_graph), when shipped
+    extra_canvases: tuple[CanvasGraphs, ...] = ()  # smaller canvas sides with their own graphs, ascending
 
     @property
     def test_time_flips(self) -> tuple[str, ...]:
@@ -39,10 +51,14 @@ class ModelInfo:
         return check_flips(self.metadata.get("test_time_flips"))
 
     def scale_spec(self):
-        """The ``preprocess.normalise.ScaleSpec`` this model expects its inputs prepared with."""
+        """The ``preprocess.normalise.ScaleSpec`` this model expects its inputs prepared with (its canvas options are
+        the smaller sides whose graphs are present)."""
         from retinacli.preprocess.normalise import scale_spec_of
 
-        return scale_spec_of(self.metadata["preprocess"])
+        pre = self.metadata["preprocess"]
+        if self.canvas_px != int(pre["canvas_px"]):  # an explicit .onnx of one of the smaller sides
+            return scale_spec_of(pre, [self.canvas_px]).at_side(self.canvas_px)
+        return scale_spec_of(pre, [c.side for c in self.extra_canvases])
 
 
 def sha256_file(path: Path) -> str:
@@ -85,14 +101,15 @@ def read_model_info(path: Path) -> ModelInfo:
     if expected and expected != digest:
         raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
                          "or edited; export it again")
-    avx512_path = None
-    avx512 = (meta.get("graphs") or {}).get(AVX512_GRAPH)
-    if avx512 and path.suffix != ".onnx" and (folder / str(avx512.get("file", ""))).is_file():
-        avx512_path = folder / str(avx512["file"])  # optional: a copy of the folder without it runs model.onnx
-        expected = (meta.get("sha256") or {}).get(avx512_path.name)
-        if expected and sha256_file(avx512_path) != expected:
-            raise ValueError(f"{avx512_path} does not match {meta_path} (sha256 differs): the folder is "
-                             "half-updated or edited; export it again")
+    avx512_path, extra = None, []
+    if path.suffix != ".onnx":  # optional graphs: a copy of the folder without them runs model.onnx
+        pairs = (meta.get("graphs") or {}).get(AVX512_GRAPH) or {}
+        avx512_path = _optional_graph(folder, meta, meta_path, pairs.get("file"))
+        for side, entry in sorted((meta.get(CANVASES) or {}).items(), key=lambda kv: int(kv[0])):
+            plain = _optional_graph(folder, meta, meta_path, entry.get("file"))
+            if plain is not None:
+                extra.append(CanvasGraphs(int(side), plain, _optional_graph(folder, meta, meta_path,
+                                                                            entry.get("avx512_file"))))
     from retinacli.runtime.flip_average import check_flips
 
     try:
@@ -101,10 +118,26 @@ def read_model_info(path: Path) -> ModelInfo:
         raise ValueError(f"{meta_path}: {exc}") from None
     try:
         pre = meta["preprocess"]
-        return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
-                         float(meta["threshold"]), digest, meta, avx512_path)
+        side, fov = int(pre["canvas_px"]), int(pre["fov_diameter_px"])
+        for s, entry in (meta.get(CANVASES) or {}).items():  # an explicit graph of a smaller side runs that side
+            if onnx_path.name in (entry.get("file"), entry.get("avx512_file")):
+                side, fov = int(s), min(fov, int(s) - (side - fov))
+        return ModelInfo(meta["name"], onnx_path, side, fov, float(meta["threshold"]), digest, meta, avx512_path,
+                         tuple(extra))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
+
+
+def _optional_graph(folder: Path, meta: dict, meta_path: Path, name: str | None) -> Path | None:
+    """folder/name when the metadata names it and it exists (checked against its sha256 entry), else None."""
+    if not name or not (folder / str(name)).is_file():
+        return None
+    path = folder / str(name)
+    expected = (meta.get("sha256") or {}).get(path.name)
+    if expected and sha256_file(path) != expected:
+        raise ValueError(f"{path} does not match {meta_path} (sha256 differs): the folder is half-updated or edited; "
+                         "export it again")
+    return path
 
 
 def resolve_flips(info: ModelInfo, flips=None) -> tuple[str, ...]:
@@ -128,13 +161,21 @@ def create_backend(info: ModelInfo, backend: str = "auto", threads: int = 0, fli
     return FlipAveragedBackend(inner, flips)
 
 
-def cpu_onnx_paths(info: ModelInfo) -> list[Path]:
-    """The ONNX graphs ONNX Runtime runs on this CPU: on an AVX-512 CPU, when the artefact folder ships one, the
-    image-pair graph (faster there; same probabilities within the parity tolerance), with ``model.onnx`` for the
-    last image of an odd batch; otherwise ``model.onnx`` alone (or the .onnx file given explicitly)."""
+def cpu_onnx_graphs(info: ModelInfo) -> dict[int, tuple[Path, Path | None]]:
+    """{canvas side: (graph, graph for the last image of an odd batch or None)} that ONNX Runtime runs on this CPU.
+
+    On an AVX-512 CPU, where the artefact folder ships one, the image-pair graph of a side (faster there; same
+    probabilities within the parity tolerance) with its plain graph for odd batches; otherwise the plain graph
+    alone (or the .onnx file given explicitly). The model's own canvas comes first, then the smaller sides."""
     from retinacli.runtime.cpu_features import has_avx512
 
-    return [info.avx512_path, info.path] if info.avx512_path is not None and has_avx512() else [info.path]
+    avx512 = has_avx512()
+
+    def pick(plain: Path, pairs: Path | None) -> tuple[Path, Path | None]:
+        return (pairs, plain) if pairs is not None and avx512 else (plain, None)
+
+    return {info.canvas_px: pick(info.path, info.avx512_path),
+            **{c.side: pick(c.path, c.avx512_path) for c in info.extra_canvases}}
 
 
 def resolve_backend_name(info: ModelInfo, backend: str) -> str:
@@ -148,10 +189,10 @@ def resolve_backend_name(info: ModelInfo, backend: str) -> str:
 
 
 def runtime_files(info: ModelInfo, backend: str) -> list[Path]:
-    """The files ``backend`` (auto, onnxruntime, torch) runs for ``info``: the graphs `cpu_onnx_paths` picks for
+    """The files ``backend`` (auto, onnxruntime, torch) runs for ``info``: the graphs `cpu_onnx_graphs` picks for
     ONNX Runtime; a checkpoint, or the artefact's model.pt, for torch."""
     if resolve_backend_name(info, backend) == "onnxruntime":
-        return cpu_onnx_paths(info)
+        return [p for pair in cpu_onnx_graphs(info).values() for p in pair if p is not None]
     return [info.path if info.path.suffix == ".pt" else info.path.parent / "model.pt"]
 
 
@@ -163,9 +204,11 @@ def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
             raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
         from retinacli.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(files[0], threads=threads, odd_path=files[1] if len(files) > 1 else None)
+        graphs = cpu_onnx_graphs(info)
+        path, odd = graphs.pop(info.canvas_px)
+        return OnnxRuntimeBackend(path, threads=threads, odd_path=odd, more_sides=graphs)
     if not files[0].exists():
         raise BackendUnavailable(f"the torch backend needs a checkpoint; {files[0]} does not exist")
     from retinacli.runtime.torch_backend import TorchBackend
 
-    return TorchBackend(files[0], threads=threads)
+    return TorchBackend(files[0], threads=threads, canvas_sides=info.scale_spec().canvas_sides)

@@ -49,7 +49,7 @@ class FlipAveragedBackend:
         self.inner = inner
         self.flips = check_flips(flips)
         self.name = inner.name
-        self.input_hw = inner.input_hw
+        self.canvas_sides = inner.canvas_sides
         self.max_batch = inner.max_batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:

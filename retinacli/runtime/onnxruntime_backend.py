@@ -16,12 +16,13 @@ from retinacli.runtime.base import BackendUnavailable, check_batch
 class OnnxRuntimeBackend:
     """Runs ``onnx_path``. ``odd_path``: when ``onnx_path`` is an image-pair graph (``export.pair_graph``), the plain
     graph of the same model, which runs the last image of an odd batch (the pair graph would process a black canvas
-    beside it: twice the work for a batch of one)."""
+    beside it: twice the work for a batch of one). ``more_sides``: {canvas side: (graph, odd graph or None)} for
+    the smaller canvases the artefact also ships; a batch runs on the graphs of its own side."""
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, threads: int = 0, providers: list[str] | None = None,
-                 odd_path: Path | None = None):
+                 odd_path: Path | None = None, more_sides: dict[int, tuple[Path, Path | None]] | None = None):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a base dependency
@@ -34,34 +35,42 @@ class OnnxRuntimeBackend:
         available = ort.get_available_providers()
         providers = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
 
-        def session(path: Path):
+        def session(path: Path | None, side: int | None = None):
+            if path is None:
+                return None
             try:
-                return ort.InferenceSession(str(path), so, providers=providers)
+                sess = ort.InferenceSession(str(path), so, providers=providers)
             except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail...)
                 raise BackendUnavailable(f"ONNX Runtime cannot load {path}: {exc}") from None
+            shape = sess.get_inputs()[0].shape
+            if side is not None and list(shape[2:]) != [side, side]:
+                raise BackendUnavailable(f"{path} takes {shape[2]} x {shape[3]} canvases, not {side} x {side}")
+            return sess
 
-        self.session = session(onnx_path)
-        self.odd_session = session(odd_path) if odd_path is not None else None
+        main = session(onnx_path)
+        inp = main.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = main.get_outputs()[0].name
+        side = int(inp.shape[2])
+        self.graphs = {side: (main, session(odd_path, side))}
+        for s, (path, odd) in (more_sides or {}).items():
+            self.graphs[int(s)] = (session(path, int(s)), session(odd, int(s)))
+        self.canvas_sides = tuple(sorted(self.graphs))
         self.path = Path(onnx_path)
         self.odd_path = None if odd_path is None else Path(odd_path)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.output_name = self.session.get_outputs()[0].name
-        self.input_hw = (int(inp.shape[2]), int(inp.shape[3]))
         self.max_batch = 0
-        self.providers = self.session.get_providers()
+        self.providers = main.get_providers()
 
     def _run(self, session, batch: np.ndarray) -> np.ndarray:
         return session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.input_hw)
+        session, odd_session = self.graphs[check_batch(batch, self.canvas_sides)]
         n = len(batch)
-        if self.odd_session is None or n % 2 == 0:
-            return self._run(self.session, batch)
-        last = self._run(self.odd_session, batch[-1:])
-        return last if n == 1 else np.concatenate([self._run(self.session, batch[:-1]), last])
+        if odd_session is None or n % 2 == 0:
+            return self._run(session, batch)
+        last = self._run(odd_session, batch[-1:])
+        return last if n == 1 else np.concatenate([self._run(session, batch[:-1]), last])
 
     def close(self) -> None:
-        self.session = None
-        self.odd_session = None
+        self.graphs = {}

@@ -56,7 +56,7 @@ def parse_scale_candidates(text: str) -> list[ScaleCandidate]:
 
 
 def _histograms(checkpoint: Path, groups: dict[str, list[Sample]], spec: ScaleSpec) -> list[ScoreHistogram]:
-    backend = TorchBackend(checkpoint, canvas_px=spec.canvas_px)
+    backend = TorchBackend(checkpoint, canvas_sides=(spec.canvas_px,))
     return [score_samples(backend, spec, group, threshold=0.5)[0] for group in groups.values()]
 
 
