@@ -32,7 +32,6 @@ def test_canvas_sides_and_the_single_side_specs():
     assert LADDER.at_side(1056) == ScaleSpec(1056, 1024, 896)
     assert LADDER.at_side(928) == ScaleSpec(928, 896, 896)
     assert LADDER.at_side(992) == ScaleSpec(992, 960, 896)
-    assert ScaleSpec(1056, 1024, 960, (928,)).at_side(928) == ScaleSpec(928, 896, 896)  # minimum clipped to fit
     with pytest.raises(ValueError, match="not one of"):
         LADDER.at_side(960)
 
@@ -41,6 +40,14 @@ def test_canvas_sides_and_the_single_side_specs():
 def test_unusable_canvas_options_are_refused(options):
     with pytest.raises(ValueError):
         ScaleSpec(1056, 1024, 896, options)
+
+
+def test_a_side_no_image_would_ever_get_is_refused():
+    with pytest.raises(ValueError, match="never be used"):
+        ScaleSpec(1056, 1024, 960, (928,))  # room for an 896 px FOV, but no FOV is drawn below 960 px
+    with pytest.raises(ValueError, match="never be used"):
+        ScaleSpec(1056, 1024, None, (928,))  # a fixed scale: every FOV is drawn at 1024 px
+    assert ScaleSpec(1056, 1024, 896, (928,)).canvas_options_px == (928,)  # room for exactly the smallest FOV
 
 
 def test_options_round_trip_through_metadata():
@@ -135,13 +142,39 @@ def test_model_info_offers_the_sides_and_the_backends_run_each(ladder_dir):
         ort_be.run(_canvases(1, 64))
 
 
-def test_an_explicit_graph_of_a_smaller_side_runs_that_side(ladder_dir):
-    from retinacli.runtime.artefact import create_backend, read_model_info
+@pytest.mark.parametrize("name", ["model.c80.onnx", "model.c80.avx512.onnx"])
+def test_a_smaller_side_graph_named_on_its_own_is_refused(ladder_dir, name):
+    from retinacli.runtime.artefact import read_model_info
 
-    info = read_model_info(ladder_dir / "model.c80.onnx")
-    assert info.canvas_px == SIDE and info.extra_canvases == () and info.avx512_path is None
-    assert info.scale_spec() == ScaleSpec(SIDE, SIDE - 8, 24)
-    assert create_backend(info, "onnxruntime", threads=1).canvas_sides == (SIDE,)
+    with pytest.raises(ValueError, match="80-px graph, only for images"):
+        read_model_info(ladder_dir / name)
+
+
+def test_a_graph_of_the_wrong_side_is_refused_before_any_work(ladder_dir, tmp_path):
+    from retinacli.runtime.artefact import create_backend, read_model_info
+    from retinacli.runtime.base import BackendUnavailable
+
+    folder = tmp_path / "renamed"
+    shutil.copytree(ladder_dir, folder)
+    (folder / "model.onnx").write_bytes((ladder_dir / "model.c80.onnx").read_bytes())  # an 80 px graph as the main
+    meta = json.loads((folder / "metadata.json").read_text())
+    del meta["sha256"]["model.onnx"]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BackendUnavailable, match="80 x 80 canvases, not 96 x 96"):
+        create_backend(read_model_info(folder / "model.onnx"), "onnxruntime", threads=1)
+
+
+@pytest.mark.parametrize("canvases", [[1, 2], {"eighty": {}}, {"80": "model.c80.onnx"}])
+def test_malformed_canvases_metadata_names_the_file(ladder_dir, tmp_path, canvases):
+    from retinacli.runtime.artefact import read_model_info
+
+    folder = tmp_path / "bad"
+    shutil.copytree(ladder_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["canvases"] = canvases
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="metadata.json: malformed 'canvases'"):
+        read_model_info(folder)
 
 
 def test_a_missing_side_falls_back_and_an_edited_one_is_refused(ladder_dir, tmp_path):
@@ -158,43 +191,63 @@ def test_a_missing_side_falls_back_and_an_edited_one_is_refused(ladder_dir, tmp_
         read_model_info(folder)
 
 
-def test_re_export_without_sides_removes_their_old_graphs(ladder_checkpoint, ladder_dir, tmp_path):
+def test_re_export_without_sides_removes_their_old_graphs_and_nothing_else(ladder_checkpoint, ladder_dir, tmp_path):
     from retinacli.export.artefact_writer import export_model_folder
     from retinacli.runtime.artefact import read_model_info
 
     folder = tmp_path / "again"
     shutil.copytree(ladder_dir, folder)
+    mine = ["model.c80.fp16.onnx", "model.c2-backup.onnx", "model.c80.onnx.bak", "notes.txt"]
+    for name in mine:  # a user's own files beside the graphs
+        (folder / name).write_text("keep me")
     meta = export_model_folder(ladder_checkpoint, folder, [])
     assert "canvases" not in meta
-    assert not list(folder.glob("model.c*.onnx"))
+    assert not (folder / "model.c80.onnx").exists() and not (folder / "model.c80.avx512.onnx").exists()
+    assert all((folder / name).read_text() == "keep me" for name in mine)
     assert read_model_info(folder).extra_canvases == ()
 
 
-@pytest.mark.parametrize("side,match", [(100, "smaller than canvas_px"), (67, "does not fit")])
-def test_an_unusable_side_fails_the_export_and_replaces_nothing(ladder_checkpoint, ladder_dir, tmp_path, side, match):
-    from retinacli.export.artefact_writer import export_model_folder
+def test_a_later_parity_failure_replaces_nothing(ladder_checkpoint, ladder_dir, tmp_path, monkeypatch):
+    from retinacli.export import artefact_writer
+    from retinacli.export.onnx_export import ParityError
 
     folder = tmp_path / "keep"
     shutil.copytree(ladder_dir, folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(ValueError, match=match):
-        export_model_folder(ladder_checkpoint, folder, [], extra_canvas_px=(side,))
+    real, calls = artefact_writer.parity_check, []
+
+    def fail_on_the_small_side(checkpoint, onnx_path, canvases, *a, **kw):
+        calls.append(Path(onnx_path).name)
+        if canvases.shape[2] == SIDE:
+            raise ParityError("injected")
+        return real(checkpoint, onnx_path, canvases, *a, **kw)
+
+    monkeypatch.setattr(artefact_writer, "parity_check", fail_on_the_small_side)
+    with pytest.raises(ParityError):
+        artefact_writer.export_model_folder(ladder_checkpoint, folder, [], extra_canvas_px=(SIDE,))
+    assert calls[:2] == ["model.staged.onnx", "model.avx512.staged.onnx"]  # the main side had passed
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
-def test_cli_export_with_an_extra_side(ladder_checkpoint, tmp_path):
-    from typer.testing import CliRunner
+def test_export_records_how_far_the_smaller_side_is_from_the_main_canvas(ladder_dir):
+    agree = json.loads((ladder_dir / "metadata.json").read_text())["canvases"][str(SIDE)]["vs_main_canvas"]
+    assert agree["images"] == 1
+    assert 0.0 <= agree["mean_abs_diff_in_fov"] <= agree["max_abs_diff_in_fov"] < 1.0
+    assert 0.0 <= agree["share_over_1e-3"] <= 1.0
 
-    from retinacli.cli.app import app
 
-    res = CliRunner().invoke(app, ["export-onnx", str(ladder_checkpoint), "--out", str(tmp_path / "m"),
-                                   "--extra-canvas-px", str(SIDE), "--no-avx512-graph"])
-    assert res.exit_code == 0, res.output
-    assert "model.c80.onnx: max |diff|" in res.output
-    assert sorted(p.name for p in (tmp_path / "m").glob("*.onnx")) == ["model.c80.onnx", "model.onnx"]
-    bad = CliRunner().invoke(app, ["export-onnx", str(ladder_checkpoint), "--out", str(tmp_path / "n"),
-                                   "--extra-canvas-px", "200"])
-    assert bad.exit_code == 2 and "canvas option 200" in bad.output
+def test_the_sides_agree_exactly_away_from_the_canvas_border(ladder_checkpoint):
+    """A canvas and the same canvas inside the model's larger one (integer shift, same pooling grid) give the same
+    probabilities wherever the canvas border is out of the network's reach: the sides differ only near the rim."""
+    from retinacli.runtime.torch_backend import TorchBackend
+
+    be = TorchBackend(ladder_checkpoint, canvas_sides=(SIDE, 96))
+    small = _canvases(1, SIDE, seed=4)
+    big = np.zeros((1, 3, 96, 96), np.uint8)
+    big[:, :, 8:8 + SIDE, 8:8 + SIDE] = small
+    d = np.abs(be.run(small)[0, 0] - be.run(big)[0, 0, 8:8 + SIDE, 8:8 + SIDE])
+    assert float(d[24:-24, 24:-24].max()) < 1e-5
+    assert float(d.max()) > 1e-5  # the border itself does change things (the test can fail)
 
 
 # --- `retina process`: images batch by side ----------------------------------------------------------------------
@@ -230,3 +283,63 @@ def test_process_batches_images_by_side_and_maps_every_output_back(ladder_dir, t
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["models"]["vessels"]["canvas_options_px"] == [SIDE]
     assert "model.c80.onnx" in summary["models"]["vessels"]["files_run"]
+
+
+def _spy_runs(monkeypatch, fail_side: int | None = None) -> list[tuple[str, int, int]]:
+    """Record (model folder name, batch size, side) of every ONNX Runtime call; raise on ``fail_side``."""
+    from retinacli.runtime import onnxruntime_backend
+
+    seen = []
+    real_run = onnxruntime_backend.OnnxRuntimeBackend.run
+
+    def spy(self, batch):
+        seen.append((self.path.parent.name, len(batch), int(batch.shape[2])))
+        if int(batch.shape[2]) == fail_side:
+            raise RuntimeError("injected failure")
+        return real_run(self, batch)
+
+    monkeypatch.setattr(onnxruntime_backend.OnnxRuntimeBackend, "run", spy)
+    return seen
+
+
+def test_a_mixed_folder_keeps_at_most_about_a_batch_waiting(ladder_dir, tiny_av_dir, tmp_path, monkeypatch):
+    from retinacli.pipeline.config import ProcessConfig
+    from retinacli.pipeline.run import EXIT_OK, process_inputs
+
+    order = [("0_s", (64, 68)), ("1_l", (120, 128)), ("2_s", (64, 68)), ("3_l", (120, 128)), ("4_l", (120, 128)),
+             ("5_s", (64, 68))]  # in discovery order (sorted names); s: FOV small enough for the 80 px side
+    src = tmp_path / "in"
+    for i, (name, hw) in enumerate(order):
+        write_rgb(src / f"{name}.png", draw_fundus(*hw, seed=20 + i))
+    seen = _spy_runs(monkeypatch)
+    res = process_inputs(ProcessConfig(inputs=[src], out_dir=tmp_path / "out", model=ladder_dir,
+                                       av_model=tiny_av_dir, batch_size=3, progress=False, threads=1, workers=1))
+    assert res.exit_code == EXIT_OK and res.counts["ok"] == 6
+    vessel_runs = [(n, side) for folder, n, side in seen if folder == ladder_dir.name]
+    av_runs = [(n, side) for folder, n, side in seen if folder == tiny_av_dir.name]
+    # s l s l: four wait, more than a batch -> the oldest bucket (both s) runs as it is; the third l fills its
+    # bucket; the last s is left for the end. The A/V model (one canvas side) runs the same batches.
+    assert vessel_runs == [(2, SIDE), (3, 96), (1, SIDE)]
+    assert av_runs == [(2, 96), (3, 96), (1, 96)]
+
+
+def test_an_inference_failure_fails_only_its_bucket(ladder_dir, tmp_path, monkeypatch):
+    from retinacli.pipeline.config import ProcessConfig
+    from retinacli.pipeline.run import EXIT_SOME_FAILED, process_inputs
+
+    src = tmp_path / "in"
+    for i, (name, hw) in enumerate([("s0", (64, 68)), ("l0", (120, 128)), ("s1", (64, 68))]):
+        write_rgb(src / f"{name}.png", draw_fundus(*hw, seed=30 + i))
+    _spy_runs(monkeypatch, fail_side=SIDE)
+    out = tmp_path / "out"
+    res = process_inputs(ProcessConfig(inputs=[src], out_dir=out, model=ladder_dir, batch_size=2, progress=False,
+                                       threads=1, workers=1))
+    assert res.exit_code == EXIT_SOME_FAILED
+    import csv
+
+    rows = {r["image_id"]: r for r in csv.DictReader((out / "report.csv").open(newline=""))}
+    assert rows["l0.png"]["status"] == "ok" and (out / "l0.png" / "vessels.png").exists()
+    for name in ("s0.png", "s1.png"):
+        assert rows[name]["status"] == "failed"
+        assert rows[name]["reason"] == "inference_error: RuntimeError: injected failure"
+        assert not (out / name / "vessels.png").exists()

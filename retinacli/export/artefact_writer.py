@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,9 +34,49 @@ def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.nd
     return np.stack(out)
 
 
+CANVAS_GRAPH_NAME = re.compile(r"model\.c\d+(\.avx512)?\.onnx")  # what `canvas_graph_file` names, nothing else
+
+
 def canvas_graph_file(side: int, pairs: bool = False) -> str:
     """File name of a smaller canvas side's graph: model.c928.onnx, or model.c928.avx512.onnx for its pair form."""
     return f"model.c{int(side)}{'.avx512' if pairs else ''}.onnx"
+
+
+def check_canvas_sides(spec: ScaleSpec, factor: int) -> None:
+    """ValueError unless every side of ``spec`` is a multiple of the network's down-sampling ``factor`` and the shift
+    between the model's canvas and each smaller side ((canvas_px - side) / 2) is one too: then an image keeps the same
+    pooling grid on every side, and only the width of the black border around its FOV differs."""
+    for side in spec.canvas_sides:
+        if side % factor:
+            raise ValueError(f"a {side}-px canvas does not fit this network: sides must be multiples of {factor}")
+    for side in spec.canvas_options_px:
+        if (spec.canvas_px - side) % (2 * factor):
+            raise ValueError(f"canvas option {side} px: (canvas_px {spec.canvas_px} - {side}) / 2 must be a multiple "
+                             f"of {factor}, the network's down-sampling, so images keep their pooling grid")
+
+
+def side_agreement(checkpoint: Path, images: list[Path], spec: ScaleSpec, side: int) -> dict:
+    """How far the probabilities of ``images`` on the smaller canvas ``side`` are from the same images on the model's
+    canvas (torch, FP32): both are prepared identically up to an integer shift, so they differ only through the
+    narrower black border, near the FOV rim. Returns images, max/mean |difference| and the share of FOV pixels that
+    differ by more than 1e-3, inside the canvas FOV."""
+    from retinacli.runtime.torch_backend import TorchBackend
+
+    ref = TorchBackend(checkpoint, canvas_sides=(side, spec.canvas_px))
+    shift = (spec.canvas_px - side) // 2
+    max_d, sum_d, n_big, n_px = 0.0, 0.0, 0, 0
+    for path in images:
+        prep = prepare(decode_image(path), spec.at_side(side))
+        small = prep.canvas.transpose(2, 0, 1)[None]
+        big = np.zeros((1, 3, spec.canvas_px, spec.canvas_px), np.uint8)
+        big[:, :, shift:shift + side, shift:shift + side] = small
+        d = np.abs(ref.run(np.ascontiguousarray(small))[0] -
+                   ref.run(big)[0][:, shift:shift + side, shift:shift + side])[:, prep.canvas_fov]
+        max_d, sum_d = max(max_d, float(d.max(initial=0.0))), sum_d + float(d.sum())
+        n_big, n_px = n_big + int(np.count_nonzero(d > 1e-3)), n_px + d.size
+    ref.close()
+    return {"images": len(images), "max_abs_diff_in_fov": max_d, "mean_abs_diff_in_fov": sum_d / max(n_px, 1),
+            "share_over_1e-3": n_big / max(n_px, 1)}
 
 
 def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
@@ -48,13 +89,15 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     replaced. ``name``: default the checkpoint's task (vessels, hemorrhage). Returns the metadata written."""
     import torch
 
-    from retinacli.models.registry import count_parameters
+    from retinacli.models.registry import count_parameters, downsampling_factor
     from retinacli.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     ck = load_checkpoint(checkpoint)
     pre = ck["preprocess"]
     task = ck.get("task", "vessels")
+    model = model_from_checkpoint(ck)
     spec = scale_spec_of(pre, sorted(set(int(s) for s in extra_canvas_px)))  # ValueError for an unusable side
+    check_canvas_sides(spec, downsampling_factor(model))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # every graph: (file name, canvas side, image-pair form?)
@@ -64,7 +107,8 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
             ([(canvas_graph_file(side, True), side, True)] if avx512_graph else [])
     staged = {final: out_dir / final.replace(".onnx", ".staged.onnx") for final, _, _ in plan}
     parity: dict[str, dict] = {}
-    try:
+    tmp_pt = out_dir / "model.pt.tmp"
+    try:  # nothing in out_dir is replaced until every graph has passed
         canvases = {side: parity_canvases(parity_images, spec.at_side(side)) for side in spec.canvas_sides}
         for final, side, pairs in plan:
             torch_to_onnx(checkpoint, staged[final], pairs=pairs, side=side)
@@ -73,10 +117,20 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                              **({"batch_size": 3} if pairs else {}),
                              **parity_check(checkpoint, staged[final], canvases[side], tolerance,
                                             batch_size=3 if pairs else 4)}
-    except Exception:
-        for path in staged.values():
+        agreement = {side: side_agreement(checkpoint, parity_images, spec, side) for side in spec.canvas_options_px}
+        slim = {k: v for k, v in ck.items()
+                if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
+        torch.save(slim, tmp_pt)
+    except BaseException:
+        for path in [*staged.values(), tmp_pt]:
             path.unlink(missing_ok=True)
         raise
+    for final, path in staged.items():
+        path.replace(out_dir / final)
+    for old in out_dir.iterdir():  # graphs of an earlier export must not stay behind (only names this code writes)
+        if (old.name == PAIR_GRAPH_FILE or CANVAS_GRAPH_NAME.fullmatch(old.name)) and old.name not in staged:
+            old.unlink(missing_ok=True)
+    tmp_pt.replace(out_dir / "model.pt")
     graphs = {}
     if avx512_graph:
         graphs[AVX512_GRAPH] = {
@@ -92,17 +146,10 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
             **({"avx512_file": pairs, "avx512_parity": parity[pairs]} if avx512_graph else {}),
             "fov_diameter_px_max": top,
             "used_for": f"images whose FOV is drawn at most {top} px wide on the canvas (a {side}-px canvas keeps "
-                        f"the {spec.margin_px}-px margin of the {spec.canvas_px}-px one); same weights as model.onnx"}
-    slim = {k: v for k, v in ck.items() if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
-    tmp_pt = out_dir / "model.pt.tmp"
-    torch.save(slim, tmp_pt)
-    for final, path in staged.items():
-        path.replace(out_dir / final)
-    for old in [out_dir / PAIR_GRAPH_FILE, *out_dir.glob("model.c[0-9]*.onnx")]:
-        if old.name not in staged:  # a graph of an earlier export must not stay behind
-            old.unlink(missing_ok=True)
-    tmp_pt.replace(out_dir / "model.pt")
-    model = model_from_checkpoint(ck)
+                        f"the {spec.margin_px}-px margin of the {spec.canvas_px}-px one); same weights as model.onnx",
+            "vs_main_canvas": {"reference": "torch (CPU, FP32): the parity images on this side against the same "
+                                            "images on the model's canvas; they differ only near the FOV rim",
+                               **agreement[side]}}
     meta = {
         "format": METADATA_FORMAT,
         "name": name or task,

@@ -1,7 +1,8 @@
 """torch checkpoint -> ONNX graph with the input normalisation inside (uint8 in, probability out).
 
-Graph: input ``image`` uint8 [N, 3, H, W] (RGB, black outside the FOV; N dynamic, H = W = canvas_px fixed),
-output ``prob`` float32 [N, 1, H, W] (the probability of the model's task: vessel or haemorrhage).
+Graph: input ``image`` uint8 [N, 3, S, S] (RGB, black outside the FOV; N dynamic, S fixed: the checkpoint's
+canvas_px or a smaller side asked for), output ``prob`` float32 [N, C, S, S] (the probabilities of the model's task:
+vessel or haemorrhage, C = 1; vessel, artery, vein for A/V, C = 3).
 """
 from __future__ import annotations
 

@@ -30,3 +30,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def downsampling_factor(model: nn.Module) -> int:
+    """The largest down-sampling of any U-Net trunk in ``model``, 2^(levels - 1): a canvas side must be a multiple of
+    it, and so must the shift between two canvas sides of one model, so that both keep the same pooling grid."""
+    from retinacli.models.unet import UNetTrunk
+
+    return max((2 ** (len(m.channels) - 1) for m in model.modules() if isinstance(m, UNetTrunk)), default=1)

@@ -93,11 +93,11 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
         if not report_path.exists():
             write_report_csv([], ROW_FIELDS, report_path)
         return RunResult(EXIT_NO_INPUTS, {"inputs": 0}, report_path, summary_path, [it.path for it in others])
+    spec = info.scale_spec()
+    extra_specs = {name: i.scale_spec() for name, i in extra_infos.items()}
     backend = create_backend(info, cfg.backend, cfg.threads)
     extra_backends = {name: create_backend(i, cfg.backend, cfg.threads) for name, i in extra_infos.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = info.scale_spec()
-    extra_specs = {name: i.scale_spec() for name, i in extra_infos.items()}
     # what makes an earlier result reusable: the same model files, thresholds and scales, and rows of the same
     # schema, quality and hint rules (a row from an older retina lacks columns such as the quality verdict)
     # (test-time flips live in metadata.json, not in model.onnx, so they are part of the key too)
@@ -186,7 +186,8 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                 drain(limit=2 * cfg.batch_size)
 
             # one batch holds one canvas side per model (a model may ship smaller canvases for small FOVs), so images
-            # wait in a bucket per combination of sides; a bucket runs when full, the rest when the inputs end
+            # wait in a bucket per combination of sides. A full bucket runs; when more than a batch of images waits in
+            # all (a folder that mixes cameras), the oldest bucket runs as it is, so memory stays bounded
             buckets: dict[tuple[int, ...], list[Loaded]] = {}
             refill()
             while loads:
@@ -195,10 +196,12 @@ def process_inputs(cfg: ProcessConfig) -> RunResult:
                 if loaded.prepared is None:
                     record(loaded.row)
                     continue
-                bucket = buckets.setdefault(canvas_key(loaded), [])
-                bucket.append(loaded)
-                if len(bucket) == cfg.batch_size:
-                    run_batch(buckets.pop(canvas_key(loaded)))
+                key = canvas_key(loaded)
+                buckets.setdefault(key, []).append(loaded)
+                if len(buckets[key]) == cfg.batch_size:
+                    run_batch(buckets.pop(key))
+                elif sum(map(len, buckets.values())) > cfg.batch_size:
+                    run_batch(buckets.pop(next(iter(buckets))))
             for batch in buckets.values():
                 run_batch(batch)
             drain(limit=0)

@@ -6,6 +6,7 @@ pixel grid with the inverse transform.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -45,6 +46,10 @@ class ScaleSpec:
             if not margin < side < self.canvas_px:
                 raise ValueError(f"canvas option {side} px must be smaller than canvas_px {self.canvas_px} and "
                                  f"larger than its FOV margin ({margin} px)")
+            smallest = self.fov_diameter_px if lo is None else lo
+            if side - margin < smallest:
+                raise ValueError(f"canvas option {side} px would never be used: it has room for a {side - margin} px "
+                                 f"FOV, and this model never draws a FOV below {smallest} px")
         if tuple(sorted(set(self.canvas_options_px))) != tuple(self.canvas_options_px):
             raise ValueError(f"canvas_options_px {self.canvas_options_px} must be sorted and without repeats")
 
@@ -78,12 +83,10 @@ class ScaleSpec:
             return ScaleSpec(self.canvas_px, self.fov_diameter_px, self.min_fov_diameter_px)
         if side not in self.canvas_options_px:
             raise ValueError(f"{side} px is not one of this model's canvas sides")
-        top = side - self.margin_px
-        lo = self.min_fov_diameter_px
-        return ScaleSpec(side, top, None if lo is None else min(lo, top))
+        return ScaleSpec(side, side - self.margin_px, self.min_fov_diameter_px)
 
 
-def scale_spec_of(preprocess: dict, canvas_options_px=()) -> ScaleSpec:
+def scale_spec_of(preprocess: dict, canvas_options_px: Iterable[int] = ()) -> ScaleSpec:
     """The ScaleSpec recorded in a checkpoint's or metadata's ``preprocess`` block (plus the smaller canvas sides
     an artefact ships graphs for)."""
     lo = preprocess.get("min_fov_diameter_px")

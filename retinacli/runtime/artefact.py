@@ -50,15 +50,12 @@ class ModelInfo:
 
         return check_flips(self.metadata.get("test_time_flips"))
 
-    def scale_spec(self):
+    def scale_spec(self) -> "ScaleSpec":
         """The ``preprocess.normalise.ScaleSpec`` this model expects its inputs prepared with (its canvas options are
         the smaller sides whose graphs are present)."""
         from retinacli.preprocess.normalise import scale_spec_of
 
-        pre = self.metadata["preprocess"]
-        if self.canvas_px != int(pre["canvas_px"]):  # an explicit .onnx of one of the smaller sides
-            return scale_spec_of(pre, [self.canvas_px]).at_side(self.canvas_px)
-        return scale_spec_of(pre, [c.side for c in self.extra_canvases])
+        return scale_spec_of(self.metadata["preprocess"], [c.side for c in self.extra_canvases])
 
 
 def sha256_file(path: Path) -> str:
@@ -101,31 +98,44 @@ def read_model_info(path: Path) -> ModelInfo:
     if expected and expected != digest:
         raise ValueError(f"{onnx_path} does not match {meta_path} (sha256 differs): the folder is half-updated "
                          "or edited; export it again")
-    avx512_path, extra = None, []
-    if path.suffix != ".onnx":  # optional graphs: a copy of the folder without them runs model.onnx
-        pairs = (meta.get("graphs") or {}).get(AVX512_GRAPH) or {}
-        avx512_path = _optional_graph(folder, meta, meta_path, pairs.get("file"))
-        for side, entry in sorted((meta.get(CANVASES) or {}).items(), key=lambda kv: int(kv[0])):
-            plain = _optional_graph(folder, meta, meta_path, entry.get("file"))
-            if plain is not None:
-                extra.append(CanvasGraphs(int(side), plain, _optional_graph(folder, meta, meta_path,
-                                                                            entry.get("avx512_file"))))
     from retinacli.runtime.flip_average import check_flips
 
     try:
         check_flips(meta.get("test_time_flips"))
     except ValueError as exc:
         raise ValueError(f"{meta_path}: {exc}") from None
+    sides = _canvas_entries(meta, meta_path)
+    for side, entry in sides.items():
+        if onnx_path.name in (entry.get("file"), entry.get("avx512_file")):
+            raise ValueError(f"{onnx_path.name} is this model's {side}-px graph, only for images whose FOV is drawn "
+                             f"small enough for it: run the folder {folder} (it picks the graph for each image) or "
+                             "its model.onnx")
+    avx512_path, extra = None, []
+    if path.suffix != ".onnx":  # optional graphs: a copy of the folder without them runs model.onnx
+        pairs = (meta.get("graphs") or {}).get(AVX512_GRAPH) or {}
+        avx512_path = _optional_graph(folder, meta, meta_path, pairs.get("file"))
+        for side, entry in sorted(sides.items()):
+            plain = _optional_graph(folder, meta, meta_path, entry.get("file"))
+            if plain is not None:
+                extra.append(CanvasGraphs(side, plain, _optional_graph(folder, meta, meta_path,
+                                                                       entry.get("avx512_file"))))
     try:
         pre = meta["preprocess"]
-        side, fov = int(pre["canvas_px"]), int(pre["fov_diameter_px"])
-        for s, entry in (meta.get(CANVASES) or {}).items():  # an explicit graph of a smaller side runs that side
-            if onnx_path.name in (entry.get("file"), entry.get("avx512_file")):
-                side, fov = int(s), min(fov, int(s) - (side - fov))
-        return ModelInfo(meta["name"], onnx_path, side, fov, float(meta["threshold"]), digest, meta, avx512_path,
-                         tuple(extra))
+        return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
+                         float(meta["threshold"]), digest, meta, avx512_path, tuple(extra))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
+
+
+def _canvas_entries(meta: dict, meta_path: Path) -> dict[int, dict]:
+    """metadata.json ``canvases`` as {side px: entry}; ValueError naming the file when it is malformed."""
+    try:
+        out = {int(side): entry for side, entry in (meta.get(CANVASES) or {}).items()}
+        if not all(isinstance(entry, dict) for entry in out.values()):
+            raise TypeError("an entry is not an object")
+        return out
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: malformed '{CANVASES}' ({exc})") from None
 
 
 def _optional_graph(folder: Path, meta: dict, meta_path: Path, name: str | None) -> Path | None:
@@ -198,7 +208,6 @@ def runtime_files(info: ModelInfo, backend: str) -> list[Path]:
 
 def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
     backend = resolve_backend_name(info, backend)
-    files = runtime_files(info, backend)
     if backend == "onnxruntime":
         if info.path.suffix != ".onnx":
             raise BackendUnavailable(f"{info.path} is a torch checkpoint: export it with `retina export-onnx` first")
@@ -206,7 +215,8 @@ def _create_runtime(info: ModelInfo, backend: str, threads: int) -> Backend:
 
         graphs = cpu_onnx_graphs(info)
         path, odd = graphs.pop(info.canvas_px)
-        return OnnxRuntimeBackend(path, threads=threads, odd_path=odd, more_sides=graphs)
+        return OnnxRuntimeBackend(path, threads=threads, odd_path=odd, more_sides=graphs, side=info.canvas_px)
+    files = runtime_files(info, backend)
     if not files[0].exists():
         raise BackendUnavailable(f"the torch backend needs a checkpoint; {files[0]} does not exist")
     from retinacli.runtime.torch_backend import TorchBackend

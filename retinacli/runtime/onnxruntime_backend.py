@@ -17,12 +17,14 @@ class OnnxRuntimeBackend:
     """Runs ``onnx_path``. ``odd_path``: when ``onnx_path`` is an image-pair graph (``export.pair_graph``), the plain
     graph of the same model, which runs the last image of an odd batch (the pair graph would process a black canvas
     beside it: twice the work for a batch of one). ``more_sides``: {canvas side: (graph, odd graph or None)} for
-    the smaller canvases the artefact also ships; a batch runs on the graphs of its own side."""
+    the smaller canvases the artefact also ships; a batch runs on the graphs of its own side. ``side``: the canvas
+    side ``onnx_path`` must take (checked when given). ``path`` and ``odd_path`` name the main side's graphs."""
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, threads: int = 0, providers: list[str] | None = None,
-                 odd_path: Path | None = None, more_sides: dict[int, tuple[Path, Path | None]] | None = None):
+                 odd_path: Path | None = None, more_sides: dict[int, tuple[Path, Path | None]] | None = None,
+                 side: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a base dependency
@@ -47,13 +49,15 @@ class OnnxRuntimeBackend:
                 raise BackendUnavailable(f"{path} takes {shape[2]} x {shape[3]} canvases, not {side} x {side}")
             return sess
 
-        main = session(onnx_path)
+        main = session(onnx_path, side)
         inp = main.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = main.get_outputs()[0].name
         side = int(inp.shape[2])
         self.graphs = {side: (main, session(odd_path, side))}
         for s, (path, odd) in (more_sides or {}).items():
+            if int(s) in self.graphs:
+                raise BackendUnavailable(f"two graphs given for the {s}-px canvas ({onnx_path}, {path})")
             self.graphs[int(s)] = (session(path, int(s)), session(odd, int(s)))
         self.canvas_sides = tuple(sorted(self.graphs))
         self.path = Path(onnx_path)
@@ -74,3 +78,4 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.graphs = {}
+        self.canvas_sides = ()
