@@ -6,7 +6,8 @@ each into a fresh temporary output folder, and prints throughput with the input 
 Stages: ``vessels`` (vessel model only, the foundation issue's target) and ``full`` (also the haemorrhage model,
 disc/fovea, DR hint, the A/V model, graph post-processing and biomarkers), as ``--stages`` chooses.
 
-    python bench/process_throughput.py [--datasets ../shared/datasets] [--stages vessels,full] [--repeat 2]
+    python bench/process_throughput.py [--datasets ../shared/datasets] [--stages vessels,full] [--sets drive,hrf]
+        [--repeat 2]
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from retinacli.runtime.artefact import read_model_info, runtime_files
 from retinacli.runtime.cpu_features import has_avx512
 
 ROOT = Path(__file__).resolve().parent.parent
-SETS = {"DRIVE test (565x584)": "DRIVE/test/images", "HRF-AV test (3504x2336)": "HRF-AV/test/images"}
+SETS = {"drive": ("DRIVE test (565x584)", "DRIVE/test/images"),
+        "hrf": ("HRF-AV test (3504x2336)", "HRF-AV/test/images")}
 
 
 def cpu_name() -> str:
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--stages", default="vessels,full", help="comma-separated: vessels, full")
+    ap.add_argument("--sets", default="drive,hrf", help="comma-separated: drive, hrf")
     ap.add_argument("--hemorrhage-model", type=Path, default=ROOT / "engines" / "hemorrhage")
     ap.add_argument("--av-model", type=Path, default=ROOT / "engines" / "av")
     args = ap.parse_args()
@@ -59,7 +62,10 @@ def main() -> None:
                 print(f"full: skipped ({', '.join(map(str, missing))} not found)")
                 continue
             extra = {"hemorrhage_model": args.hemorrhage_model, "av_model": args.av_model}
-        for label, rel in SETS.items():
+        for key in [k.strip() for k in args.sets.split(",") if k.strip()]:
+            if key not in SETS:
+                ap.error(f"unknown set {key!r}; choose from {', '.join(SETS)}")
+            label, rel = SETS[key]
             folder = args.datasets / rel
             if not folder.is_dir():
                 print(f"{label}: skipped ({folder} not found)")
