@@ -250,6 +250,69 @@ def test_the_sides_agree_exactly_away_from_the_canvas_border(ladder_checkpoint):
     assert float(d.max()) > 1e-5  # the border itself does change things (the test can fail)
 
 
+@pytest.mark.parametrize("side,match", [(100, "smaller than canvas_px"), (72, "does not fit"),
+                                        (12, "never be used")])
+def test_an_unusable_side_fails_the_export_and_replaces_nothing(ladder_checkpoint, ladder_dir, tmp_path, side, match):
+    from retinacli.export.artefact_writer import export_model_folder
+
+    folder = tmp_path / "keep"
+    shutil.copytree(ladder_dir, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(ValueError, match=match):
+        export_model_folder(ladder_checkpoint, folder, [], extra_canvas_px=(side,))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_sides_must_keep_the_pooling_grid():
+    from retinacli.export.artefact_writer import check_canvas_sides
+
+    check_canvas_sides(ScaleSpec(1056, 1024, 896, (928,)), 8)    # shift 64: fine for 8 and 16
+    check_canvas_sides(ScaleSpec(1056, 1024, 896, (928,)), 16)
+    check_canvas_sides(ScaleSpec(1056, 1024, 896, (1040,)), 8)   # shift 8
+    with pytest.raises(ValueError, match="pooling grid"):
+        check_canvas_sides(ScaleSpec(1056, 1024, 896, (1040,)), 16)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        check_canvas_sides(ScaleSpec(1056, 1024, 896, (1000,)), 8)  # the standardisation pools 16 x 16 blocks
+    with pytest.raises(ValueError, match="multiples of 32"):
+        check_canvas_sides(ScaleSpec(1040, 1008, 896), 32)
+
+
+def test_downsampling_factor_of_the_registry_models():
+    from retinacli.models.registry import create_model, downsampling_factor
+
+    assert downsampling_factor(create_model("vessel_unet", channels=(8, 16, 32, 64))) == 8
+    assert downsampling_factor(create_model("av_seqnet", channels=(8, 16), av_channels=(8, 16, 32))) == 4
+    assert downsampling_factor(create_model("hemorrhage_unet", channels=(8, 16, 32, 64, 128))) == 16
+
+
+def test_cli_export_with_an_extra_side(ladder_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from retinacli.cli.app import app
+
+    res = CliRunner().invoke(app, ["export-onnx", str(ladder_checkpoint), "--out", str(tmp_path / "m"),
+                                   "--extra-canvas-px", str(SIDE), "--no-avx512-graph"])
+    assert res.exit_code == 0, res.output
+    assert "model.c80.onnx: max |diff|" in res.output
+    assert sorted(p.name for p in (tmp_path / "m").glob("*.onnx")) == ["model.c80.onnx", "model.onnx"]
+    bad = CliRunner().invoke(app, ["export-onnx", str(ladder_checkpoint), "--out", str(tmp_path / "n"),
+                                   "--extra-canvas-px", "200"])
+    assert bad.exit_code == 2 and "canvas option 200" in bad.output
+    assert not (tmp_path / "n" / "model.onnx").exists()
+
+
+def test_a_listed_side_as_big_as_the_canvas_is_refused_naming_the_metadata(ladder_dir, tmp_path):
+    from retinacli.runtime.artefact import read_model_info
+
+    folder = tmp_path / "big"
+    shutil.copytree(ladder_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["canvases"] = {"96": {"file": "model.avx512.onnx"}}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="metadata.json: canvas option 96 px"):
+        read_model_info(folder)
+
+
 # --- `retina process`: images batch by side ----------------------------------------------------------------------
 
 def test_process_batches_images_by_side_and_maps_every_output_back(ladder_dir, tmp_path, monkeypatch):

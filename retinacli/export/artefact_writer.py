@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,7 @@ def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.nd
     return np.stack(out)
 
 
-CANVAS_GRAPH_NAME = re.compile(r"model\.c\d+(\.avx512)?\.onnx")  # what `canvas_graph_file` names, nothing else
+CANVAS_GRAPH_NAME = re.compile(r"model\.c[1-9]\d*(\.avx512)?\.onnx")  # what `canvas_graph_file` names, nothing else
 
 
 def canvas_graph_file(side: int, pairs: bool = False) -> str:
@@ -42,41 +43,52 @@ def canvas_graph_file(side: int, pairs: bool = False) -> str:
     return f"model.c{int(side)}{'.avx512' if pairs else ''}.onnx"
 
 
-def check_canvas_sides(spec: ScaleSpec, factor: int) -> None:
-    """ValueError unless every side of ``spec`` is a multiple of the network's down-sampling ``factor`` and the shift
-    between the model's canvas and each smaller side ((canvas_px - side) / 2) is one too: then an image keeps the same
-    pooling grid on every side, and only the width of the black border around its FOV differs."""
+def check_canvas_sides(spec: ScaleSpec, downsampling: int) -> None:
+    """ValueError unless every side of ``spec`` is a multiple of the network's ``downsampling`` and of the block size
+    of the in-graph standardisation (``models.normalise.POOL_PX``), and the shift between the model's canvas and each
+    smaller side ((canvas_px - side) / 2) is a multiple of ``downsampling``: then an image keeps the same pooling grid
+    on every side, and only the width of the black border around its FOV differs."""
+    from retinacli.models.normalise import POOL_PX
+
+    factor = math.lcm(downsampling, POOL_PX)
     for side in spec.canvas_sides:
         if side % factor:
             raise ValueError(f"a {side}-px canvas does not fit this network: sides must be multiples of {factor}")
     for side in spec.canvas_options_px:
-        if (spec.canvas_px - side) % (2 * factor):
+        if (spec.canvas_px - side) % (2 * downsampling):
             raise ValueError(f"canvas option {side} px: (canvas_px {spec.canvas_px} - {side}) / 2 must be a multiple "
-                             f"of {factor}, the network's down-sampling, so images keep their pooling grid")
+                             f"of {downsampling}, the network's down-sampling, so images keep their pooling grid")
 
 
 def side_agreement(checkpoint: Path, images: list[Path], spec: ScaleSpec, side: int) -> dict:
-    """How far the probabilities of ``images`` on the smaller canvas ``side`` are from the same images on the model's
-    canvas (torch, FP32): both are prepared identically up to an integer shift, so they differ only through the
-    narrower black border, near the FOV rim. Returns images, max/mean |difference| and the share of FOV pixels that
-    differ by more than 1e-3, inside the canvas FOV."""
+    """How far the probabilities on the smaller canvas ``side`` are from the same images on the model's canvas
+    (torch, FP32), over those of ``images`` that `retina process` runs on that side: both canvases are prepared
+    identically up to an integer shift, so they differ only through the narrower black border, near the FOV rim.
+    Returns images, max/mean |difference| and the share of FOV pixels that differ by more than 1e-3, inside the canvas
+    FOV (None when no image runs on that side)."""
     from retinacli.runtime.torch_backend import TorchBackend
 
-    ref = TorchBackend(checkpoint, canvas_sides=(side, spec.canvas_px))
     shift = (spec.canvas_px - side) // 2
-    max_d, sum_d, n_big, n_px = 0.0, 0.0, 0, 0
-    for path in images:
-        prep = prepare(decode_image(path), spec.at_side(side))
-        small = prep.canvas.transpose(2, 0, 1)[None]
-        big = np.zeros((1, 3, spec.canvas_px, spec.canvas_px), np.uint8)
-        big[:, :, shift:shift + side, shift:shift + side] = small
-        d = np.abs(ref.run(np.ascontiguousarray(small))[0] -
-                   ref.run(big)[0][:, shift:shift + side, shift:shift + side])[:, prep.canvas_fov]
-        max_d, sum_d = max(max_d, float(d.max(initial=0.0))), sum_d + float(d.sum())
-        n_big, n_px = n_big + int(np.count_nonzero(d > 1e-3)), n_px + d.size
-    ref.close()
-    return {"images": len(images), "max_abs_diff_in_fov": max_d, "mean_abs_diff_in_fov": sum_d / max(n_px, 1),
-            "share_over_1e-3": n_big / max(n_px, 1)}
+    max_d, sum_d, n_big, n_px, n_img = 0.0, 0.0, 0, 0, 0
+    ref = TorchBackend(checkpoint, canvas_sides=(side, spec.canvas_px))
+    try:
+        for path in images:
+            prep = prepare(decode_image(path), spec)
+            if prep.transform.canvas_px != side:
+                continue
+            small = prep.canvas.transpose(2, 0, 1)[None]
+            big = np.zeros((1, 3, spec.canvas_px, spec.canvas_px), np.uint8)
+            big[:, :, shift:shift + side, shift:shift + side] = small
+            d = np.abs(ref.run(np.ascontiguousarray(small))[0] -
+                       ref.run(big)[0][:, shift:shift + side, shift:shift + side])[:, prep.canvas_fov]
+            max_d, sum_d = max(max_d, float(d.max(initial=0.0))), sum_d + float(d.sum())
+            n_big, n_px, n_img = n_big + int(np.count_nonzero(d > 1e-3)), n_px + d.size, n_img + 1
+    finally:
+        ref.close()
+    if not n_px:
+        return {"images": n_img, "max_abs_diff_in_fov": None, "mean_abs_diff_in_fov": None, "share_over_1e-3": None}
+    return {"images": n_img, "max_abs_diff_in_fov": max_d, "mean_abs_diff_in_fov": sum_d / n_px,
+            "share_over_1e-3": n_big / n_px}
 
 
 def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Path], tolerance: float = 1e-4,
@@ -147,8 +159,9 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
             "fov_diameter_px_max": top,
             "used_for": f"images whose FOV is drawn at most {top} px wide on the canvas (a {side}-px canvas keeps "
                         f"the {spec.margin_px}-px margin of the {spec.canvas_px}-px one); same weights as model.onnx",
-            "vs_main_canvas": {"reference": "torch (CPU, FP32): the parity images on this side against the same "
-                                            "images on the model's canvas; they differ only near the FOV rim",
+            "vs_main_canvas": {"reference": "torch (CPU, FP32): the parity images that run on this side, against "
+                                            "the same canvases inside the model's canvas; they differ only near the "
+                                            "FOV rim",
                                **agreement[side]}}
     meta = {
         "format": METADATA_FORMAT,

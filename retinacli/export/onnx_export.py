@@ -43,14 +43,18 @@ def torch_to_onnx(checkpoint: Path, onnx_path: Path, pairs: bool = False, side: 
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_suffix(".onnx.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (dummy,), str(tmp), input_names=["image"], output_names=["prob"],
-                          dynamic_axes={"image": {0: "batch"}, "prob": {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False, do_constant_folding=True)
-    import onnx
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (dummy,), str(tmp), input_names=["image"], output_names=["prob"],
+                              dynamic_axes={"image": {0: "batch"}, "prob": {0: "batch"}}, opset_version=OPSET,
+                              dynamo=False, do_constant_folding=True)
+        import onnx
 
-    onnx.checker.check_model(onnx.load(str(tmp)))
+        onnx.checker.check_model(onnx.load(str(tmp)))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(onnx_path)
     return onnx_path
 

@@ -121,10 +121,17 @@ def read_model_info(path: Path) -> ModelInfo:
                                                                        entry.get("avx512_file"))))
     try:
         pre = meta["preprocess"]
-        return ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
+        info = ModelInfo(meta["name"], onnx_path, int(pre["canvas_px"]), int(pre["fov_diameter_px"]),
                          float(meta["threshold"]), digest, meta, avx512_path, tuple(extra))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: missing or malformed field {exc}") from None
+    from retinacli.preprocess.normalise import scale_spec_of
+
+    try:  # the scale and every listed side must make a valid ScaleSpec (e.g. no 'smaller' side as big as the canvas)
+        scale_spec_of(pre, sides)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: {exc}") from None
+    return info
 
 
 def _canvas_entries(meta: dict, meta_path: Path) -> dict[int, dict]:
