@@ -19,12 +19,17 @@ from retinacli.runtime.cpu_features import has_avx512
 PAIR_GRAPH_FILE = "model.avx512.onnx"
 
 
-def parity_canvases(images: list[Path], spec: ScaleSpec, seed: int = 0) -> np.ndarray:
-    """Canvases uint8 [N, 3, S, S] (S = ``spec.canvas_px``) for the parity check: the given images prepared as in
-    `retina process` but all on that side, plus two random-noise canvases with the largest FOV (so the check never
-    runs on nothing)."""
+def _rgb(image: Path | np.ndarray) -> np.ndarray:
+    """An image file decoded (RGB uint8 [H, W, 3]), or an already decoded array as it is."""
+    return image if isinstance(image, np.ndarray) else decode_image(Path(image))
+
+
+def parity_canvases(images: list[Path | np.ndarray], spec: ScaleSpec, seed: int = 0) -> np.ndarray:
+    """Canvases uint8 [N, 3, S, S] (S = ``spec.canvas_px``) for the parity check: the given images (files, or RGB
+    arrays already decoded) prepared as in `retina process` but all on that side, plus two random-noise canvases with
+    the largest FOV (so the check never runs on nothing)."""
     spec = spec.at_side(spec.canvas_px)  # one side for all (no smaller canvas options)
-    out = [prepare(decode_image(p), spec).canvas.transpose(2, 0, 1) for p in images]
+    out = [prepare(_rgb(im), spec).canvas.transpose(2, 0, 1) for im in images]
     rng = np.random.default_rng(seed)
     side = spec.canvas_px
     yy, xx = np.mgrid[:side, :side]
@@ -60,7 +65,7 @@ def check_canvas_sides(spec: ScaleSpec, downsampling: int) -> None:
                              f"of {downsampling}, the network's down-sampling, so images keep their pooling grid")
 
 
-def side_agreement(checkpoint: Path, images: list[Path], spec: ScaleSpec, side: int) -> dict:
+def side_agreement(checkpoint: Path, images: list[Path | np.ndarray], spec: ScaleSpec, side: int) -> dict:
     """How far the probabilities on the smaller canvas ``side`` are from the same images on the model's canvas
     (torch, FP32), over those of ``images`` that `retina process` runs on that side: both canvases are prepared
     identically up to an integer shift, so they differ only through the narrower black border, near the FOV rim.
@@ -72,8 +77,8 @@ def side_agreement(checkpoint: Path, images: list[Path], spec: ScaleSpec, side: 
     max_d, sum_d, n_big, n_px, n_img = 0.0, 0.0, 0, 0, 0
     ref = TorchBackend(checkpoint, canvas_sides=(side, spec.canvas_px))
     try:
-        for path in images:
-            prep = prepare(decode_image(path), spec)
+        for image in images:
+            prep = prepare(_rgb(image), spec)
             if prep.transform.canvas_px != side:
                 continue
             small = prep.canvas.transpose(2, 0, 1)[None]
@@ -121,7 +126,8 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     parity: dict[str, dict] = {}
     tmp_pt = out_dir / "model.pt.tmp"
     try:  # nothing in out_dir is replaced until every graph has passed
-        canvases = {side: parity_canvases(parity_images, spec.at_side(side)) for side in spec.canvas_sides}
+        rgbs = [decode_image(Path(p)) for p in parity_images]  # once, for every side and the side agreement
+        canvases = {side: parity_canvases(rgbs, spec.at_side(side)) for side in spec.canvas_sides}
         for final, side, pairs in plan:
             torch_to_onnx(checkpoint, staged[final], pairs=pairs, side=side)
             # the pair graphs in batches of 3: their odd-batch path (a black canvas appended, its output dropped)
@@ -129,7 +135,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                              **({"batch_size": 3} if pairs else {}),
                              **parity_check(checkpoint, staged[final], canvases[side], tolerance,
                                             batch_size=3 if pairs else 4)}
-        agreement = {side: side_agreement(checkpoint, parity_images, spec, side) for side in spec.canvas_options_px}
+        agreement = {side: side_agreement(checkpoint, rgbs, spec, side) for side in spec.canvas_options_px}
         slim = {k: v for k, v in ck.items()
                 if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
         torch.save(slim, tmp_pt)

@@ -41,7 +41,7 @@ class ScaleSpec:
         lo = self.min_fov_diameter_px
         if lo is not None and not 0 < lo <= self.fov_diameter_px:
             raise ValueError(f"min_fov_diameter_px {lo} must be in (0, fov_diameter_px={self.fov_diameter_px}]")
-        margin = self.canvas_px - self.fov_diameter_px
+        margin = self.margin_px
         for side in self.canvas_options_px:
             if not margin < side < self.canvas_px:
                 raise ValueError(f"canvas option {side} px must be smaller than canvas_px {self.canvas_px} and "
