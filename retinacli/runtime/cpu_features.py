@@ -1,4 +1,5 @@
-"""What the CPU can do, for picking among an artefact's ONNX graphs (``export.pair_graph``).
+"""What the CPU can do, for picking among an artefact's ONNX graphs (``export.pair_graph``) and for advising on
+the training precision.
 
 Linux only reads ``/proc/cpuinfo``; elsewhere (or if it cannot be read) the answer is False, which selects the
 plain graph: always correct, at worst slower.
@@ -10,17 +11,36 @@ from pathlib import Path
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def avx512_in_cpuinfo(text: str) -> bool:
-    """True when the first ``flags`` line of a /proc/cpuinfo text lists ``avx512f``."""
+def flags_in_cpuinfo(text: str) -> frozenset[str]:
+    """The flags of the first ``flags`` line of a /proc/cpuinfo text (empty when there is none)."""
     for line in text.splitlines():
         if line.startswith("flags"):
-            return "avx512f" in line.split(":", 1)[-1].split()
-    return False
+            return frozenset(line.split(":", 1)[-1].split())
+    return frozenset()
+
+
+def avx512_in_cpuinfo(text: str) -> bool:
+    """True when the first ``flags`` line of a /proc/cpuinfo text lists ``avx512f``."""
+    return "avx512f" in flags_in_cpuinfo(text)
+
+
+def native_bf16_in_cpuinfo(text: str) -> bool:
+    """True when the CPU computes bfloat16 natively (``avx512_bf16`` or ``amx_bf16``): `retina train --precision
+    bf16` is then faster than float32; without them bfloat16 is emulated and slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & flags_in_cpuinfo(text))
 
 
 def has_avx512(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has AVX-512 (ONNX Runtime then blocks convolution channels by 16 instead of 8)."""
     try:
         return avx512_in_cpuinfo(cpuinfo.read_text())
+    except OSError:
+        return False
+
+
+def has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this CPU has native bfloat16 units (see ``native_bf16_in_cpuinfo``); False if unknown."""
+    try:
+        return native_bf16_in_cpuinfo(cpuinfo.read_text())
     except OSError:
         return False

@@ -18,6 +18,11 @@ from retinacli.preprocess.normalise import ScaleSpec
 FORMAT = "retina-checkpoint/1"
 
 
+def make_checkpoint_state(model: nn.Module) -> dict:
+    """The model's state dict as plain contiguous CPU tensors (a channels-last training model saves as any other)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def make_checkpoint(model: nn.Module, model_name: str, model_kwargs: dict, spec: ScaleSpec,
                     threshold: float, provenance: dict, metrics: dict, task: str = "vessels") -> dict:
     """``spec``: the scale the model was trained at (recorded in ``preprocess``, as ``scale_spec_of`` reads it)."""
@@ -30,7 +35,7 @@ def make_checkpoint(model: nn.Module, model_name: str, model_kwargs: dict, spec:
         "model": {"name": model_name, "kwargs": model_kwargs},
         "preprocess": {**scale, "normalisation": "standardise_in_fov", "input": "RGB uint8, black outside the FOV"},
         "threshold": float(threshold),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": make_checkpoint_state(model),
         "provenance": provenance,
         "metrics": metrics,
     }

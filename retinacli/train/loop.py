@@ -18,9 +18,9 @@ from retinacli.models.registry import MODEL_TASKS, count_parameters, create_mode
 from retinacli.preprocess.normalise import ScaleSpec
 from retinacli.train.augment import PositiveIndex, sample_patch
 from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
-from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, promote_checkpoint,
-                                        save_checkpoint)
-from retinacli.train.config import TrainConfig
+from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, make_checkpoint_state, model_from_checkpoint,
+                                        promote_checkpoint, save_checkpoint)
+from retinacli.train.config import PRECISIONS, TrainConfig
 from retinacli.train.datasets import read_spec
 from retinacli.train.losses import attention_mse_loss, av_bce_loss, bce_dice_loss
 from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
@@ -66,6 +66,27 @@ def validate(model: torch.nn.Module, samples: list[CanvasSample]) -> dict[str, f
     if av_total:
         out["val_av_accuracy"] = av_right / av_total  # on labelled artery/vein pixels of the canvas
     return out
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of ``model``'s weights and batch-norm statistics (``use_buffers``), updated after
+    every optimiser step: ema = decay * ema + (1 - decay) * weights; the first update copies. None when decay is 0."""
+    if decay <= 0.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def training_forward(model: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """One training forward pass: x float32 [N, 3, P, P] (standardised) -> ``forward_all``'s outputs as float32,
+    in ``cfg.precision`` (autocast for bf16) and the ``cfg.channels_last`` memory layout."""
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    dtype = PRECISIONS[cfg.precision]
+    with torch.autocast("cpu", dtype=getattr(torch, dtype or "bfloat16"), enabled=dtype is not None):
+        out = model.forward_all(x)
+    return {k: v.float() for k, v in out.items()}
 
 
 def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -120,6 +141,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     val_c = load_canvas_samples(val_s, spec, "loading val", with_av=task == "av") if val_s else []
 
     kwargs = {"channels": list(cfg.channels), **cfg.model_kwargs}
+    torch.manual_seed(cfg.seed)  # the random initial weights follow --seed too
     model = create_model(cfg.model, **{**kwargs, "channels": tuple(cfg.channels)})
     error_maps = None
     stage1_info = None
@@ -147,13 +169,20 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
         model.load_state_dict(load_checkpoint(cfg.init_from)["state_dict"])
 
     positives = [PositiveIndex.from_label(s.label) for s in train_c] if cfg.positive_fraction > 0 else None
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = make_ema(model, cfg.ema_decay)
+    scored = model if ema is None else ema.module  # the weights validated, checkpointed and shipped
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     start_epoch, step, best_f1, elapsed = 0, 0, -1.0, 0.0
     if cfg.resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(state.get("raw_state_dict", state["state_dict"]))  # with EMA, state_dict is the average
+        if ema is not None and "raw_state_dict" in state:
+            ema.module.load_state_dict(state["state_dict"])
+            ema.n_averaged.fill_(int(state["ema_updates"]))
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -175,7 +204,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, lab, fov, err = _batch(train_c, error_maps, cfg, rng, positives)
-            out = model.forward_all(standardise_in_fov(x))
+            out = training_forward(model, standardise_in_fov(x), cfg)
             loss = bce_dice_loss(out["logits"], lab, fov, cfg.dice_weight)
             if task == "av":
                 loss = loss + cfg.av_weight * av_bce_loss(out["av_logits"], err[:, :1], err[:, 1:], fov)
@@ -184,11 +213,13 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{lr:.2e}")
         elapsed += time.time() - t0
-        val = validate(model, val_c) if val_c else {}
+        val = validate(scored, val_c) if val_c else {}
         row = {"epoch": epoch + 1, "step": step, "seconds": round(elapsed, 1), "train_loss": float(np.mean(losses)),
                **val, "lr": lr}
         with metrics_path.open("a", newline="") as f:
@@ -196,13 +227,15 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         threshold = val.get("val_best_threshold", 0.5)
-        ck = make_checkpoint(model, cfg.model, kwargs, spec, threshold,
+        ck = make_checkpoint(scored, cfg.model, kwargs, spec, threshold,
                              {**provenance, "epoch": epoch + 1, "step": step}, row, task=task)
         score_key = "val_av_accuracy" if task == "av" else "val_best_f1"  # what "best" means for this model
         if val and val.get(score_key, -1.0) > best_f1:
             best_f1 = val[score_key]
             save_checkpoint(ck, run / "best.pt")
-        save_checkpoint({**ck, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+        ema_state = {} if ema is None else {"raw_state_dict": make_checkpoint_state(model),
+                                            "ema_updates": int(ema.n_averaged)}
+        save_checkpoint({**ck, **ema_state, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
                          "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
                          "best_f1": best_f1, "seconds": elapsed}, last_path)
     final = run / "model.pt"

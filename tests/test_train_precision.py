@@ -1,0 +1,104 @@
+"""Training-step options: bf16 autocast, channels-last layout, and the moving average of the weights (EMA)."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from conftest import make_folder_dataset  # noqa: E402
+from retinacli.cli.main import app  # noqa: E402
+from retinacli.models.registry import create_model  # noqa: E402
+from retinacli.train.checkpoint import load_checkpoint  # noqa: E402
+from retinacli.train.config import TrainConfig  # noqa: E402
+from retinacli.train.loop import make_ema, training_forward  # noqa: E402
+
+
+def test_config_refuses_unknown_precision_and_bad_ema_decay(tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(data=[], run_dir=tmp_path, precision="fp16")
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="ema_decay"):
+            TrainConfig(data=[], run_dir=tmp_path, ema_decay=bad)
+
+
+def _model_and_input(name: str = "hemorrhage_unet"):
+    torch.manual_seed(0)
+    model = create_model(name, channels=(4, 8, 16))
+    x = torch.randn(2, 3, 64, 64)
+    return model, x
+
+
+@pytest.mark.parametrize("name", ["vessel_unet", "hemorrhage_unet", "av_seqnet", "vessel_unet_refined"])
+def test_channels_last_forward_matches_the_plain_layout(tmp_path, name):
+    model, x = _model_and_input(name)
+    plain = training_forward(model, x, TrainConfig(data=[], run_dir=tmp_path, channels_last=False))
+    model_cl = model.to(memory_format=torch.channels_last)
+    cl = training_forward(model_cl, x, TrainConfig(data=[], run_dir=tmp_path, channels_last=True))
+    assert plain.keys() == cl.keys()
+    for k in plain:
+        assert cl[k].dtype == torch.float32
+        assert torch.allclose(plain[k], cl[k], atol=1e-5), k
+
+
+def test_bf16_forward_runs_in_bfloat16_and_returns_float32(tmp_path):
+    model, x = _model_and_input()
+    fp32 = training_forward(model, x, TrainConfig(data=[], run_dir=tmp_path))["logits"]
+    bf16 = training_forward(model, x, TrainConfig(data=[], run_dir=tmp_path, precision="bf16"))["logits"]
+    assert bf16.dtype == torch.float32
+    diff = (bf16 - fp32).abs().max().item()
+    assert 0.0 < diff < 0.1  # bfloat16 has an 8-bit mantissa: close, but not the float32 result
+    bf16.sum().backward()  # gradients flow back to the float32 weights
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_ema_averages_weights_and_batch_norm_statistics():
+    assert make_ema(torch.nn.Linear(2, 2), 0.0) is None
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = make_ema(model, 0.75)
+    ema.update_parameters(model)  # the first update copies
+    w0, m0 = model[0].weight.detach().clone(), model[1].running_mean.clone()
+    assert torch.equal(ema.module[0].weight, w0)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model.train()
+    model(torch.randn(4, 1, 8, 8) + 3.0)  # moves the running mean
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module[0].weight, 0.75 * w0 + 0.25 * model[0].weight.detach(), atol=1e-6)
+    assert torch.allclose(ema.module[1].running_mean, 0.75 * m0 + 0.25 * model[1].running_mean, atol=1e-6)
+
+
+def test_bf16_ema_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    data = make_folder_dataset(tmp_path / "ds", n=2)
+
+    def train(run, epochs, *extra):
+        res = CliRunner().invoke(app, ["train", "vessels", "-d", f"folder:{data}", "--run-dir", str(run),
+                                       "--epochs", str(epochs), "--steps-per-epoch", "2", "--batch-size", "2",
+                                       "--patch-px", "64", "--val-every", "0", "--threads", "1", "--channels", "4,8",
+                                       "--canvas-px", "96", "--fov-diameter-px", "88", "--precision", "bf16",
+                                       "--ema-decay", "0.9", *extra])
+        assert res.exit_code == 0, res.output
+
+    train(tmp_path / "straight", 2)
+    train(tmp_path / "resumed", 1)
+    train(tmp_path / "resumed", 2, "--resume")
+    a = load_checkpoint(tmp_path / "straight" / "model.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "model.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    last = torch.load(tmp_path / "straight" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["ema_updates"] == 4
+    # model.pt holds the average, which differs from the raw weights the optimiser moved
+    assert any(not torch.equal(a["state_dict"][k], last["raw_state_dict"][k]) for k in a["state_dict"]
+               if a["state_dict"][k].is_floating_point())
+    assert all(v.is_contiguous() for v in a["state_dict"].values())
+
+
+def test_cli_refuses_an_unknown_precision(tmp_path):
+    data = make_folder_dataset(tmp_path / "ds", n=1)
+    res = CliRunner().invoke(app, ["train", "vessels", "-d", f"folder:{data}", "--run-dir", str(tmp_path / "R"),
+                                   "--precision", "fp16"])
+    assert res.exit_code == 2
+    assert "precision must be one of" in res.output
+    assert not (tmp_path / "R").exists()
