@@ -15,8 +15,8 @@ HEMORRHAGE_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable: idrid (IDRi
                         "train|test; haemorrhage masks) or folder (images/ + masks/ [+ fov/]).")
 
 PRECISION_HELP = ("Precision of the training steps: fp32, or bf16 (convolutions in bfloat16 under autocast; weights, "
-                  "losses, validation and checkpoints stay float32). bf16 is about 2x faster on CPUs with AMX or "
-                  "AVX-512 BF16 (Intel Xeon 4th generation and later) and slower elsewhere.")
+                  "losses, validation and checkpoints stay float32). bf16 is 1.4-1.9x faster per step on CPUs with AMX "
+                  "or AVX-512 BF16 (Intel Xeon 4th generation and later) and slower elsewhere.")
 EMA_HELP = ("Decay of an exponential moving average of the weights (e.g. 0.998), updated every step; validation, "
             "best.pt and model.pt then hold the average. 0: off.")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from retinacli.train.augment import POSITIVE_SAMPLING, AugmentConfig
 
 # Precision of the training steps (forward and backward). Weights, optimiser state, losses, validation and the saved
-# checkpoints stay float32 in both. "bf16" runs the convolutions under torch.autocast(bfloat16): measured 2.0-2.5x
-# faster per step than "fp32" on a 2-core Xeon with AMX-BF16 (bench/train_step_speed.py); on a CPU without native
+# checkpoints stay float32 in both. "bf16" runs the convolutions under torch.autocast(bfloat16): per step 1.4-1.9x
+# faster than "fp32" in the same channels-last layout (2.1-2.6x faster than fp32 NCHW, the layout before session 10)
+# on a 2-core Xeon with AMX-BF16 (bench/train_step_speed.py); on a CPU without native
 # bfloat16 (no avx512_bf16 / amx_bf16 flag) it is emulated and slower, so it is never the default.
 PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
 
