@@ -53,7 +53,18 @@ def test_bf16_forward_runs_in_bfloat16_and_returns_float32(tmp_path):
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
+def test_ema_decay_warms_up_then_holds():
+    from retinacli.train.loop import ema_decay_at
+
+    assert ema_decay_at(0.998, 0) == pytest.approx(0.1)
+    assert ema_decay_at(0.998, 10) == pytest.approx(11 / 20)
+    assert ema_decay_at(0.998, 100_000) == 0.998
+    assert ema_decay_at(0.2, 3) == 0.2  # (1+3)/(10+3) > 0.2
+
+
 def test_ema_averages_weights_and_batch_norm_statistics():
+    from retinacli.train.loop import ema_decay_at
+
     assert make_ema(torch.nn.Linear(2, 2), 0.0) is None
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     ema = make_ema(model, 0.75)
@@ -65,8 +76,11 @@ def test_ema_averages_weights_and_batch_norm_statistics():
     model.train()
     model(torch.randn(4, 1, 8, 8) + 3.0)  # moves the running mean
     ema.update_parameters(model)
-    assert torch.allclose(ema.module[0].weight, 0.75 * w0 + 0.25 * model[0].weight.detach(), atol=1e-6)
-    assert torch.allclose(ema.module[1].running_mean, 0.75 * m0 + 0.25 * model[1].running_mean, atol=1e-6)
+    d = ema_decay_at(0.75, 1)
+    assert 0.1 < d < 0.75
+    assert torch.allclose(ema.module[0].weight, d * w0 + (1 - d) * model[0].weight.detach(), atol=1e-6)
+    assert torch.allclose(ema.module[1].running_mean, d * m0 + (1 - d) * model[1].running_mean, atol=1e-6)
+    assert torch.equal(ema.module[1].num_batches_tracked, model[1].num_batches_tracked)  # integers are copied
 
 
 def test_bf16_ema_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path):
