@@ -116,3 +116,55 @@ def test_cli_refuses_an_unknown_precision(tmp_path):
     assert res.exit_code == 2
     assert "precision must be one of" in res.output
     assert not (tmp_path / "R").exists()
+
+
+def _train_args(data, run, *extra):
+    return ["train", "vessels", "-d", f"folder:{data}", "--run-dir", str(run), "--steps-per-epoch", "2",
+            "--batch-size", "2", "--patch-px", "64", "--val-every", "0", "--threads", "1", "--channels", "4,8",
+            "--canvas-px", "96", "--fov-diameter-px", "88", *extra]
+
+
+def test_model_pt_and_export_of_an_ema_run_carry_no_training_state(tmp_path):
+    from retinacli.export.artefact_writer import export_model_folder
+    from retinacli.runtime.artefact import read_model_info
+    from retinacli.train.checkpoint import TRAINING_STATE_KEYS
+
+    data = make_folder_dataset(tmp_path / "ds", n=2)
+    run = tmp_path / "R"
+    res = CliRunner().invoke(app, _train_args(data, run, "--epochs", "1", "--ema-decay", "0.9"))
+    assert res.exit_code == 0, res.output
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert "raw_state_dict" in last and "ema_updates" in last  # resuming needs them
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=False)  # promoted from last.pt (no val)
+    assert not set(TRAINING_STATE_KEYS) & set(model)
+    assert not set(TRAINING_STATE_KEYS) & set(read_model_info(run / "last.pt").metadata)
+    export_model_folder(run / "model.pt", tmp_path / "engine", [])
+    shipped = torch.load(tmp_path / "engine" / "model.pt", map_location="cpu", weights_only=False)
+    assert not set(TRAINING_STATE_KEYS) & set(shipped)
+
+
+@pytest.mark.parametrize("first,then", [(("--ema-decay", "0.9"), ()), ((), ("--ema-decay", "0.9"))])
+def test_resume_refuses_switching_the_weight_average(tmp_path, first, then):
+    data = make_folder_dataset(tmp_path / "ds", n=1)
+    run = tmp_path / "R"
+    res = CliRunner().invoke(app, _train_args(data, run, "--epochs", "1", *first))
+    assert res.exit_code == 0, res.output
+    config_before = (run / "config.json").read_text()
+    res = CliRunner().invoke(app, _train_args(data, run, "--epochs", "2", "--resume", *then))
+    assert res.exit_code == 2
+    assert "resume it with the same setting" in res.output
+    assert (run / "config.json").read_text() == config_before  # the refused resume changed nothing
+
+
+@pytest.mark.parametrize("command", ["vessels", "refine", "hemorrhage", "av"])
+def test_every_train_command_passes_precision_and_ema_on(tmp_path, tiny_checkpoint, command):
+    data = make_folder_dataset(tmp_path / "ds", n=1)
+    base = {"vessels": ["train", "vessels", "-d", f"folder:{data}"],
+            "refine": ["train", "refine", "--stage1", str(tiny_checkpoint), "-d", f"folder:{data}"],
+            "hemorrhage": ["train", "hemorrhage", "-d", f"folder:{data}"],
+            "av": ["train", "av", "-d", f"folder:{data}", "--vessel-init", str(tiny_checkpoint)]}[command]
+    for option, value, message in (("--precision", "fp16", "precision must be one of"),
+                                   ("--ema-decay", "1.5", "ema_decay must lie in")):
+        res = CliRunner().invoke(app, [*base, "--run-dir", str(tmp_path / f"R{option}"), option, value])
+        assert res.exit_code == 2, res.output
+        assert message in res.output

@@ -14,11 +14,14 @@ DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable. KIND: drive (split tra
 HEMORRHAGE_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable: idrid (IDRiD 'A. Segmentation' folder, split "
                         "train|test; haemorrhage masks) or folder (images/ + masks/ [+ fov/]).")
 
-PRECISION_HELP = ("Precision of the training steps: fp32, or bf16 (convolutions in bfloat16 under autocast; weights, "
-                  "losses, validation and checkpoints stay float32). bf16 is 1.4-1.9x faster per step on CPUs with AMX "
-                  "or AVX-512 BF16 (Intel Xeon 4th generation and later) and slower elsewhere.")
-EMA_HELP = ("Decay of an exponential moving average of the weights (e.g. 0.998), updated every step; validation, "
-            "best.pt and model.pt then hold the average. 0: off.")
+PRECISION_HELP = ("fp32 | bf16. Precision of the training steps: bf16 runs the convolutions in bfloat16 under "
+                  "autocast; weights, losses, validation and checkpoints stay float32. Measured 1.4-1.9x faster per "
+                  "step on a Xeon with AMX (bench/train_step_speed.py); emulated on CPUs without native bfloat16, "
+                  "where it should be slower.")
+EMA_HELP = ("Decay of an exponential moving average of the weights and batch-norm statistics (e.g. 0.998; it warms "
+            "up as min(decay, (1+n)/(10+n)) over the first updates), updated every step. Validation, best.pt, "
+            "model.pt and the state_dict of last.pt then hold the average (last.pt keeps the raw weights for "
+            "--resume, which needs the same setting). 0: off.")
 
 
 def _run(**config) -> None:

@@ -107,7 +107,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
     import torch
 
     from retinacli.models.registry import count_parameters, downsampling_factor
-    from retinacli.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from retinacli.train.checkpoint import TRAINING_STATE_KEYS, load_checkpoint, model_from_checkpoint
 
     ck = load_checkpoint(checkpoint)
     pre = ck["preprocess"]
@@ -136,8 +136,7 @@ def export_model_folder(checkpoint: Path, out_dir: Path, parity_images: list[Pat
                              **parity_check(checkpoint, staged[final], canvases[side], tolerance,
                                             batch_size=3 if pairs else 4)}
         agreement = {side: side_agreement(checkpoint, rgbs, spec, side) for side in spec.canvas_options_px}
-        slim = {k: v for k, v in ck.items()
-                if k not in ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")}
+        slim = {k: v for k, v in ck.items() if k not in TRAINING_STATE_KEYS}
         torch.save(slim, tmp_pt)
     except BaseException:
         for path in [*staged.values(), tmp_pt]:

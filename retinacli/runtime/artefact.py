@@ -71,12 +71,12 @@ def read_model_info(path: Path) -> ModelInfo:
     path = Path(path)
     if path.suffix == ".pt":
         try:
-            from retinacli.train.checkpoint import load_checkpoint
+            from retinacli.train.checkpoint import TRAINING_STATE_KEYS, load_checkpoint
         except ImportError as exc:
             raise BackendUnavailable(f"{path} is a torch checkpoint and needs PyTorch: pip install "
                                      "'retinacli[train]' (or use a model folder with model.onnx)") from exc
         ck = load_checkpoint(path)
-        meta = {k: v for k, v in ck.items() if k not in ("state_dict", "optimizer", "rng", "torch_rng")}
+        meta = {k: v for k, v in ck.items() if k != "state_dict" and k not in TRAINING_STATE_KEYS}
         try:
             return ModelInfo(ck["model"]["name"], path, int(ck["preprocess"]["canvas_px"]),
                              int(ck["preprocess"]["fov_diameter_px"]), float(ck["threshold"]), sha256_file(path), meta)

@@ -50,7 +50,10 @@ def save_checkpoint(ckpt: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-TRAINING_STATE_KEYS = ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds")
+# what only resuming needs: dropped from model.pt, from exported artefacts and from a checkpoint's metadata
+# (raw_state_dict / ema_updates: the raw weights and update count of a run with --ema-decay)
+TRAINING_STATE_KEYS = ("optimizer", "rng", "torch_rng", "epoch", "step", "best_f1", "seconds", "raw_state_dict",
+                       "ema_updates")
 
 
 def promote_checkpoint(src: Path, dst: Path) -> None:

@@ -146,6 +146,11 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     last_path = run / "last.pt"
     if last_path.exists() and not cfg.resume:
         raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or choose a new folder")
+    state = torch.load(last_path, map_location="cpu", weights_only=False) if cfg.resume and last_path.exists() else None
+    if state is not None and ("raw_state_dict" in state) != (cfg.ema_decay > 0):
+        # best.pt and best_f1 were scored on one kind of weights (averaged or raw); switching would mix the two
+        raise ValueError(f"{run} was trained {'with' if 'raw_state_dict' in state else 'without'} --ema-decay; "
+                         "resume it with the same setting (or start a new run with --init-from)")
     (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=2, default=str))
     samples = [s for d in cfg.data for s in read_spec(d)]
     train_s, val_s = split_train_val(samples, cfg.val_every)
@@ -192,10 +197,9 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     start_epoch, step, best_f1, elapsed = 0, 0, -1.0, 0.0
-    if cfg.resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+    if state is not None:
         model.load_state_dict(state.get("raw_state_dict", state["state_dict"]))  # with EMA, state_dict is the average
-        if ema is not None and "raw_state_dict" in state:
+        if ema is not None:
             ema.module.load_state_dict(state["state_dict"])
             ema.n_averaged.fill_(int(state["ema_updates"]))
         opt.load_state_dict(state["optimizer"])
