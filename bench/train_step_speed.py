@@ -18,6 +18,7 @@ import torch
 
 from process_throughput import cpu_name
 from retinacli.models.registry import create_model
+from retinacli.runtime.cpu_features import cpu_flags
 from retinacli.train.config import TrainConfig
 from retinacli.train.loop import training_forward
 
@@ -26,17 +27,6 @@ MODELS = {"vessels": ("vessel_unet", {"channels": (8, 16, 32, 64)}, 8, 256),
           "av": ("av_seqnet", {"channels": (8, 16, 32, 64)}, 4, 512),
           "hemorrhage": ("hemorrhage_unet", {"channels": (8, 16, 32, 64, 128)}, 8, 320)}
 MODES = (("fp32", False), ("fp32", True), ("bf16", True))
-
-
-def cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in have) or "none of note"
-    except OSError:
-        pass
-    return "unknown"
 
 
 def step_seconds(key: str, precision: str, channels_last: bool, steps: int) -> float:
@@ -70,7 +60,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_name()}; flags: {cpu_flags()}; torch {torch.__version__}, {args.threads} threads")
+    flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()) or "none of note"
+    print(f"CPU: {cpu_name()}; flags: {flags}; torch {torch.__version__}, {args.threads} threads")
     for key in args.models.split(","):
         name, _, batch, patch = MODELS[key]
         base = None

@@ -19,6 +19,9 @@ def flags_in_cpuinfo(text: str) -> frozenset[str]:
     return frozenset()
 
 
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
 def avx512_in_cpuinfo(text: str) -> bool:
     """True when the first ``flags`` line of a /proc/cpuinfo text lists ``avx512f``."""
     return "avx512f" in flags_in_cpuinfo(text)
@@ -27,20 +30,22 @@ def avx512_in_cpuinfo(text: str) -> bool:
 def native_bf16_in_cpuinfo(text: str) -> bool:
     """True when the CPU computes bfloat16 natively (``avx512_bf16`` or ``amx_bf16``): `retina train --precision
     bf16` is then faster than float32; without them bfloat16 is emulated and slower."""
-    return bool({"avx512_bf16", "amx_bf16"} & flags_in_cpuinfo(text))
+    return bool(NATIVE_BF16_FLAGS & flags_in_cpuinfo(text))
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """This CPU's flags (``flags_in_cpuinfo`` of ``cpuinfo``); empty when it cannot be read."""
+    try:
+        return flags_in_cpuinfo(cpuinfo.read_text())
+    except OSError:
+        return frozenset()
 
 
 def has_avx512(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has AVX-512 (ONNX Runtime then blocks convolution channels by 16 instead of 8)."""
-    try:
-        return avx512_in_cpuinfo(cpuinfo.read_text())
-    except OSError:
-        return False
+    return "avx512f" in cpu_flags(cpuinfo)
 
 
 def has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has native bfloat16 units (see ``native_bf16_in_cpuinfo``); False if unknown."""
-    try:
-        return native_bf16_in_cpuinfo(cpuinfo.read_text())
-    except OSError:
-        return False
+    return bool(NATIVE_BF16_FLAGS & cpu_flags(cpuinfo))
