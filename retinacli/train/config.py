@@ -11,7 +11,7 @@ from retinacli.train.augment import POSITIVE_SAMPLING, AugmentConfig
 # faster than "fp32" in the same channels-last layout (2.1-2.6x faster than fp32 NCHW, the layout before session 10)
 # on a 2-core Xeon with AMX-BF16 (bench/train_step_speed.py); on a CPU without native
 # bfloat16 (no avx512_bf16 / amx_bf16 flag) it is emulated and slower, so it is never the default.
-PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TrainConfig:
         if self.positive_sampling not in POSITIVE_SAMPLING:
             raise ValueError(f"positive_sampling must be one of {POSITIVE_SAMPLING}, not {self.positive_sampling!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, not {self.precision!r}")
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), not {self.ema_decay}")
         if not 0.0 <= self.positive_fraction <= 1.0:

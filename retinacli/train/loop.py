@@ -20,7 +20,7 @@ from retinacli.train.augment import PositiveIndex, sample_patch
 from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
 from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, make_checkpoint_state, model_from_checkpoint,
                                         promote_checkpoint, save_checkpoint)
-from retinacli.train.config import PRECISIONS, TrainConfig
+from retinacli.train.config import TrainConfig
 from retinacli.train.datasets import read_spec
 from retinacli.train.losses import attention_mse_loss, av_bce_loss, bce_dice_loss
 from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
@@ -98,8 +98,7 @@ def training_forward(model: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig) 
     in ``cfg.precision`` (autocast for bf16) and the ``cfg.channels_last`` memory layout."""
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    dtype = PRECISIONS[cfg.precision]
-    with torch.autocast("cpu", dtype=getattr(torch, dtype or "bfloat16"), enabled=dtype is not None):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         out = model.forward_all(x)
     return {k: v.float() for k, v in out.items()}
 
