@@ -87,11 +87,8 @@ def test_bf16_ema_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_pa
     data = make_folder_dataset(tmp_path / "ds", n=2)
 
     def train(run, epochs, *extra):
-        res = CliRunner().invoke(app, ["train", "vessels", "-d", f"folder:{data}", "--run-dir", str(run),
-                                       "--epochs", str(epochs), "--steps-per-epoch", "2", "--batch-size", "2",
-                                       "--patch-px", "64", "--val-every", "0", "--threads", "1", "--channels", "4,8",
-                                       "--canvas-px", "96", "--fov-diameter-px", "88", "--precision", "bf16",
-                                       "--ema-decay", "0.9", *extra])
+        res = CliRunner().invoke(app, _train_args(data, run, "--epochs", str(epochs), "--precision", "bf16",
+                                                  "--ema-decay", "0.9", *extra))
         assert res.exit_code == 0, res.output
 
     train(tmp_path / "straight", 2)
