@@ -18,7 +18,7 @@ import torch
 
 from process_throughput import cpu_name
 from retinacli.models.registry import create_model
-from retinacli.runtime.cpu_features import cpu_flags
+from retinacli.runtime.cpu_features import NATIVE_BF16_FLAGS, cpu_flags
 from retinacli.train.config import TrainConfig
 from retinacli.train.loop import training_forward
 
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()) or "none of note"
+    flags = ", ".join(sorted({"avx512f", *NATIVE_BF16_FLAGS} & cpu_flags())) or "none of note"
     print(f"CPU: {cpu_name()}; flags: {flags}; torch {torch.__version__}, {args.threads} threads")
     for key in args.models.split(","):
         name, _, batch, patch = MODELS[key]

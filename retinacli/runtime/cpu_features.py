@@ -33,19 +33,24 @@ def native_bf16_in_cpuinfo(text: str) -> bool:
     return bool(NATIVE_BF16_FLAGS & flags_in_cpuinfo(text))
 
 
+def read_cpuinfo(cpuinfo: Path = CPUINFO) -> str:
+    """The text of ``cpuinfo``; "" when it cannot be read (every answer below is then False)."""
+    try:
+        return cpuinfo.read_text()
+    except OSError:
+        return ""
+
+
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     """This CPU's flags (``flags_in_cpuinfo`` of ``cpuinfo``); empty when it cannot be read."""
-    try:
-        return flags_in_cpuinfo(cpuinfo.read_text())
-    except OSError:
-        return frozenset()
+    return flags_in_cpuinfo(read_cpuinfo(cpuinfo))
 
 
 def has_avx512(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has AVX-512 (ONNX Runtime then blocks convolution channels by 16 instead of 8)."""
-    return "avx512f" in cpu_flags(cpuinfo)
+    return avx512_in_cpuinfo(read_cpuinfo(cpuinfo))
 
 
 def has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has native bfloat16 units (see ``native_bf16_in_cpuinfo``); False if unknown."""
-    return bool(NATIVE_BF16_FLAGS & cpu_flags(cpuinfo))
+    return native_bf16_in_cpuinfo(read_cpuinfo(cpuinfo))
