@@ -16,8 +16,8 @@ HEMORRHAGE_DATA_HELP = ("Dataset spec KIND:PATH[:SPLIT], repeatable: idrid (IDRi
 
 PRECISION_HELP = ("fp32 | bf16. Precision of the training steps: bf16 runs the convolutions in bfloat16 under "
                   "autocast; weights, losses, validation and checkpoints stay float32. Measured 1.4-1.9x faster per "
-                  "step on a Xeon with AMX (bench/train_step_speed.py); emulated on CPUs without native bfloat16, "
-                  "where it should be slower.")
+                  "step on a Xeon with AMX and 1.9-2.5x (vessel networks) on an AMD EPYC with avx512_bf16 "
+                  "(bench/train_step_speed.py); emulated on CPUs without native bfloat16, where it should be slower.")
 EMA_HELP = ("Decay of an exponential moving average of the weights and batch-norm statistics (e.g. 0.998; it warms "
             "up as min(decay, (1+n)/(10+n)) over the first updates), updated every step. Validation, best.pt, "
             "model.pt and the state_dict of last.pt then hold the average (last.pt keeps the raw weights for "

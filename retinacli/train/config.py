@@ -9,7 +9,8 @@ from retinacli.train.augment import POSITIVE_SAMPLING, AugmentConfig
 # Precision of the training steps (forward and backward). Weights, optimiser state, losses, validation and the saved
 # checkpoints stay float32 in both. "bf16" runs the convolutions under torch.autocast(bfloat16): per step 1.4-1.9x
 # faster than "fp32" in the same channels-last layout (2.1-2.6x faster than fp32 NCHW, the layout before session 10)
-# on a 2-core Xeon with AMX-BF16 (bench/train_step_speed.py); on a CPU without native
+# on a 2-core Xeon with AMX-BF16, 1.9-2.5x for the vessel networks on a 2-core AMD EPYC (Zen 4) with avx512_bf16
+# and no AMX (bench/train_step_speed.py); on a CPU without native
 # bfloat16 (no avx512_bf16 / amx_bf16 flag) it is emulated and slower, so it is never the default.
 PRECISIONS = ("fp32", "bf16")
 
