@@ -15,27 +15,18 @@ from pathlib import Path
 
 from retinacli.io.decode import read_mask
 from retinacli.metrics import Confusion
-from retinacli.train.datasets import DatasetLayoutError, Sample, load_fov, load_vessel_label, read_chase, read_drive
+from retinacli.train.datasets import (DatasetLayoutError, Sample, load_fov, load_vessel_label, read_chase, read_drive,
+                                     second_observer_label)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def second_observer_path(sample: Sample) -> Path:
-    """The second observer's mask beside the first observer's (DRIVE ``NN_manual2.gif``, CHASE ``_2ndHO.png``)."""
-    first = Path(sample.label)
-    if first.name.endswith("_manual1.gif"):
-        return first.parent.parent / "2nd_manual" / first.name.replace("_manual1", "_manual2")
-    if first.name.endswith("_1stHO.png"):
-        return first.with_name(first.name.replace("_1stHO", "_2ndHO"))
-    raise ValueError(f"no second-observer rule for {first}")
 
 
 def second_observer_confusion(samples: list[Sample]) -> tuple[Confusion, int]:
     """Pooled confusion of observer 2 against observer 1 inside each sample's FOV; (counts, images used)."""
     pooled, used = Confusion(), 0
     for sample in samples:
-        path = second_observer_path(sample)
-        if not path.exists():
+        path = second_observer_label(sample)
+        if path is None:
             continue
         first = load_vessel_label(sample)
         second = read_mask(path) > 0

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from retinacli.train.datasets import (DatasetLayoutError, Sample, load_fov, load_vessel_label, parse_spec, read_chase,
-                                      read_drive, read_folder, read_spec)
+                                      read_drive, read_folder, read_spec, second_observer_label)
 from retinacli.train.prepare_data import split_train_val
 
 
@@ -139,6 +139,10 @@ def test_read_drive_layout(tmp_path):
     samples = read_spec(f"drive:{tmp_path / 'DRIVE'}")
     assert [s.sample_id for s in samples] == ["drive/21_training", "drive/22_training"]
     assert samples[0].label.name == "21_manual1.gif" and samples[0].fov.name == "21_training_mask.gif"
+    assert second_observer_label(samples[0]) is None  # no 2nd_manual/ here
+    _touch(tmp_path / "DRIVE" / "training" / "2nd_manual" / "21_manual2.gif")
+    assert second_observer_label(samples[0]) == tmp_path / "DRIVE" / "training" / "2nd_manual" / "21_manual2.gif"
+    assert second_observer_label(Sample("x", Path("a.png"), None, None)) is None
     with pytest.raises(DatasetLayoutError):
         read_drive(tmp_path / "DRIVE", "validation")
     with pytest.raises(DatasetLayoutError):
@@ -158,6 +162,9 @@ def test_read_chase_splits(tmp_path):
     assert test[0].sample_id == "chase/Image_11L"
     assert train[0].fov == root / "mask" / "mask_01L.png" and train[1].fov is None
     assert train[0].label.name == "Image_01L_1stHO.png"
+    assert second_observer_label(train[0]) == root / "Image_01L_2ndHO.png"
+    (root / "Image_01R_2ndHO.png").unlink()
+    assert second_observer_label(train[1]) is None  # absent file
     with pytest.raises(DatasetLayoutError):
         read_chase(root, "val")
     with pytest.raises(DatasetLayoutError):

@@ -75,6 +75,22 @@ def read_chase(root: Path, split: str = "train") -> list[Sample]:
     return out
 
 
+def second_observer_label(sample: Sample) -> Path | None:
+    """The second observer's vessel mask of a DRIVE or CHASE_DB1 sample, beside the first observer's
+    (DRIVE ``2nd_manual/NN_manual2.gif``, CHASE ``Image_XXY_2ndHO.png``); None when the file is absent or the
+    dataset has one observer only."""
+    first = Path(sample.label) if sample.label is not None else None
+    if first is None or sample.label_kind != "binary":
+        return None
+    if first.name.endswith("_manual1.gif"):
+        second = first.parent.parent / "2nd_manual" / first.name.replace("_manual1", "_manual2")
+    elif first.name.endswith("_1stHO.png"):
+        second = first.with_name(first.name.replace("_1stHO", "_2ndHO"))
+    else:
+        return None
+    return second if second.exists() else None
+
+
 def read_hrf_av(root: Path, split: str = "training") -> list[Sample]:
     """HRF-AV: ``{training,test}/images/*``, ``1st_manual/<stem>_AVmanual.png`` (0 bg, 1 A, 2 V, 3 uncertain),
     ``mask/<stem>_mask.tif``. The vessel mask is label > 0."""
