@@ -165,3 +165,16 @@ def test_every_train_command_passes_precision_and_ema_on(tmp_path, tiny_checkpoi
         res = CliRunner().invoke(app, [*base, "--run-dir", str(tmp_path / f"R{option}"), option, value])
         assert res.exit_code == 2, res.output
         assert message in res.output
+
+
+def test_train_vessels_dice_weight_reaches_the_config_and_is_checked(tmp_path):
+    import json
+
+    data = make_folder_dataset(tmp_path / "ds", n=1)
+    res = CliRunner().invoke(app, _train_args(data, tmp_path / "R", "--epochs", "1", "--dice-weight", "0.25"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "R" / "config.json").read_text())["dice_weight"] == 0.25
+    res = CliRunner().invoke(app, _train_args(data, tmp_path / "R2", "--epochs", "1", "--dice-weight", "-1"))
+    assert res.exit_code == 2, res.output
+    assert "dice_weight must be >= 0" in res.output
+    assert not (tmp_path / "R2").exists() or not any((tmp_path / "R2").glob("*.pt"))

@@ -80,6 +80,8 @@ def train_vessels_cmd(
     threads: int = typer.Option(2, help="CPU threads for torch."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
+    dice_weight: float = typer.Option(1.0, help="Loss = binary cross-entropy + this x (1 - soft Dice); 0 = "
+                                                "cross-entropy only."),
     init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
@@ -87,7 +89,7 @@ def train_vessels_cmd(
     _run(data=data, run_dir=run_dir, model="vessel_unet", channels=tuple(int(c) for c in channels.split(",")),
          canvas_px=canvas_px, fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, patch_px=patch_px, lr=lr, val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay,
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
          init_from=init_from, resume=resume)
 
 

@@ -61,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), not {self.ema_decay}")
+        if self.dice_weight < 0.0:
+            raise ValueError(f"dice_weight must be >= 0, not {self.dice_weight}")
         if not 0.0 <= self.positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must lie in [0, 1], not {self.positive_fraction}")
 
