@@ -154,14 +154,15 @@ def test_resume_refuses_switching_the_weight_average(tmp_path, first, then):
 
 
 @pytest.mark.parametrize("command", ["vessels", "refine", "hemorrhage", "av"])
-def test_every_train_command_passes_precision_and_ema_on(tmp_path, tiny_checkpoint, command):
+def test_every_train_command_passes_precision_ema_and_dice_weight_on(tmp_path, tiny_checkpoint, command):
     data = make_folder_dataset(tmp_path / "ds", n=1)
     base = {"vessels": ["train", "vessels", "-d", f"folder:{data}"],
             "refine": ["train", "refine", "--stage1", str(tiny_checkpoint), "-d", f"folder:{data}"],
             "hemorrhage": ["train", "hemorrhage", "-d", f"folder:{data}"],
             "av": ["train", "av", "-d", f"folder:{data}", "--vessel-init", str(tiny_checkpoint)]}[command]
     for option, value, message in (("--precision", "fp16", "precision must be one of"),
-                                   ("--ema-decay", "1.5", "ema_decay must lie in")):
+                                   ("--ema-decay", "1.5", "ema_decay must lie in"),
+                                   ("--dice-weight", "-1", "dice_weight must be >= 0")):
         res = CliRunner().invoke(app, [*base, "--run-dir", str(tmp_path / f"R{option}"), option, value])
         assert res.exit_code == 2, res.output
         assert message in res.output

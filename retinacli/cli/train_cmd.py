@@ -22,6 +22,7 @@ EMA_HELP = ("Decay of an exponential moving average of the weights and batch-nor
             "up as min(decay, (1+n)/(10+n)) over the first updates), updated every step. Validation, best.pt, "
             "model.pt and the state_dict of last.pt then hold the average (last.pt keeps the raw weights for "
             "--resume, which needs the same setting). 0: off.")
+DICE_HELP = "Loss = binary cross-entropy + this x (1 - soft Dice) on the vessel or lesion map; 0 = cross-entropy only."
 
 
 def _run(**config) -> None:
@@ -80,8 +81,7 @@ def train_vessels_cmd(
     threads: int = typer.Option(2, help="CPU threads for torch."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
-    dice_weight: float = typer.Option(1.0, help="Loss = binary cross-entropy + this x (1 - soft Dice); 0 = "
-                                                "cross-entropy only."),
+    dice_weight: float = typer.Option(1.0, help=DICE_HELP),
     init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
@@ -109,6 +109,7 @@ def train_refine_cmd(
     threads: int = typer.Option(2),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
+    dice_weight: float = typer.Option(1.0, help=DICE_HELP),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Stage 2 (ERA-Net): error-attention refinement, initialised from a stage-1 checkpoint, trained and
@@ -121,7 +122,7 @@ def train_refine_cmd(
          steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
          val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay, init_from=stage1, resume=resume)
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight, init_from=stage1, resume=resume)
 
 
 @app.command("hemorrhage")
@@ -146,6 +147,7 @@ def train_hemorrhage_cmd(
     threads: int = typer.Option(2, help="CPU threads for torch."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
+    dice_weight: float = typer.Option(1.0, help=DICE_HELP),
     init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
@@ -155,7 +157,7 @@ def train_hemorrhage_cmd(
          fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
          positive_sampling=positive_sampling, val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay,
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
          init_from=init_from, resume=resume)
 
 
@@ -183,6 +185,7 @@ def train_av_cmd(
     threads: int = typer.Option(2),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
+    dice_weight: float = typer.Option(1.0, help=DICE_HELP),
     init_from: Optional[Path] = typer.Option(None, "--init", help="An A/V checkpoint to continue from: both streams "
                                                                   "start from its weights, and its scale and "
                                                                   "classification-stream channels are used "
@@ -208,7 +211,7 @@ def train_av_cmd(
          model_kwargs={"av_channels": channels_av}, epochs=epochs,
          steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
          av_weight=av_weight, val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay, init_from=init,
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight, init_from=init,
          resume=resume)
 
 
