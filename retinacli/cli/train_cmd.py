@@ -22,7 +22,27 @@ EMA_HELP = ("Decay of an exponential moving average of the weights and batch-nor
             "up as min(decay, (1+n)/(10+n)) over the first updates), updated every step. Validation, best.pt, "
             "model.pt and the state_dict of last.pt then hold the average (last.pt keeps the raw weights for "
             "--resume, which needs the same setting). 0: off.")
+WEIGHT_HELP = ("NAME=W, repeatable: draw training images of dataset NAME (the sample-id prefix: drive, chase, hrf, "
+               "rite, idrid, or a folder's name) W times as often as one of weight 1 (the default for every "
+               "dataset: each training image equally likely). E.g. drive=2.")
 DICE_HELP = "Loss = binary cross-entropy + this x (1 - soft Dice) on the vessel or lesion map; 0 = cross-entropy only."
+
+
+def _dataset_weights(specs: List[str]) -> dict[str, float]:
+    """``["drive=2", ...]`` -> {"drive": 2.0}; a malformed entry exits 2 with the reason (values > 0 are checked by
+    TrainConfig, names against the training data by the loop)."""
+    weights: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = None
+        if not sep or not name.strip() or weight is None:
+            typer.secho(f"error: --dataset-weight {spec!r}: expected NAME=W, e.g. drive=2", fg="red", err=True)
+            raise typer.Exit(2)
+        weights[name.strip().lower()] = weight
+    return weights
 
 
 def _run(**config) -> None:
@@ -82,6 +102,7 @@ def train_vessels_cmd(
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
     dice_weight: float = typer.Option(1.0, help=DICE_HELP),
+    dataset_weight: List[str] = typer.Option([], "--dataset-weight", help=WEIGHT_HELP),
     init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
@@ -90,6 +111,7 @@ def train_vessels_cmd(
          canvas_px=canvas_px, fov_diameter_px=fov_diameter_px, epochs=epochs, steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, patch_px=patch_px, lr=lr, val_every=val_every, seed=seed, threads=threads,
          precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
+         dataset_weights=_dataset_weights(dataset_weight),
          init_from=init_from, resume=resume)
 
 
@@ -110,6 +132,7 @@ def train_refine_cmd(
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
     dice_weight: float = typer.Option(1.0, help=DICE_HELP),
+    dataset_weight: List[str] = typer.Option([], "--dataset-weight", help=WEIGHT_HELP),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Stage 2 (ERA-Net): error-attention refinement, initialised from a stage-1 checkpoint, trained and
@@ -122,7 +145,8 @@ def train_refine_cmd(
          steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, patch_px=patch_px, lr=lr, warmup_steps=20, attention_weight=attention_weight,
          val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight, init_from=stage1, resume=resume)
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
+         dataset_weights=_dataset_weights(dataset_weight), init_from=stage1, resume=resume)
 
 
 @app.command("hemorrhage")
@@ -148,6 +172,7 @@ def train_hemorrhage_cmd(
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
     dice_weight: float = typer.Option(1.0, help=DICE_HELP),
+    dataset_weight: List[str] = typer.Option([], "--dataset-weight", help=WEIGHT_HELP),
     init_from: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt."),
 ) -> None:
@@ -158,6 +183,7 @@ def train_hemorrhage_cmd(
          batch_size=batch_size, patch_px=patch_px, lr=lr, positive_fraction=positive_fraction,
          positive_sampling=positive_sampling, val_every=val_every, seed=seed, threads=threads,
          precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
+         dataset_weights=_dataset_weights(dataset_weight),
          init_from=init_from, resume=resume)
 
 
@@ -186,6 +212,7 @@ def train_av_cmd(
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     ema_decay: float = typer.Option(0.0, help=EMA_HELP),
     dice_weight: float = typer.Option(1.0, help=DICE_HELP),
+    dataset_weight: List[str] = typer.Option([], "--dataset-weight", help=WEIGHT_HELP),
     init_from: Optional[Path] = typer.Option(None, "--init", help="An A/V checkpoint to continue from: both streams "
                                                                   "start from its weights, and its scale and "
                                                                   "classification-stream channels are used "
@@ -211,7 +238,8 @@ def train_av_cmd(
          model_kwargs={"av_channels": channels_av}, epochs=epochs,
          steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_px=patch_px, lr=lr,
          av_weight=av_weight, val_every=val_every, seed=seed, threads=threads,
-         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight, init_from=init,
+         precision=precision, ema_decay=ema_decay, dice_weight=dice_weight,
+         dataset_weights=_dataset_weights(dataset_weight), init_from=init,
          resume=resume)
 
 

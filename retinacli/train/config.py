@@ -42,6 +42,10 @@ class TrainConfig:
     dice_weight: float = 1.0
     attention_weight: float = 1.0
     av_weight: float = 1.0  # weight of the artery-vs-vein loss (model av_seqnet)
+    # sampling weight of each dataset (its name = the sample-id prefix: drive, chase, hrf, rite, idrid, or a
+    # folder's name): a training patch comes from an image drawn with probability proportional to its dataset's
+    # weight (unnamed datasets weigh 1). Empty: every training image equally likely, as before session 15.
+    dataset_weights: dict[str, float] = field(default_factory=dict)
     val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
     positive_fraction: float = 0.0  # share of patches centred on a label pixel (sparse targets, e.g. haemorrhages)
     positive_sampling: str = "pixel"  # how that pixel is drawn: "pixel" (uniform) or "component" (lesion-balanced)
@@ -63,6 +67,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), not {self.ema_decay}")
         if self.dice_weight < 0.0:
             raise ValueError(f"dice_weight must be >= 0, not {self.dice_weight}")
+        bad = {k: w for k, w in self.dataset_weights.items() if not w > 0.0}
+        if bad:
+            raise ValueError(f"dataset weights must be > 0, not {bad}")
         if not 0.0 <= self.positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must lie in [0, 1], not {self.positive_fraction}")
 

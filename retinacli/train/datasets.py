@@ -194,6 +194,24 @@ def group_by_dataset(samples: list[Sample]) -> dict[str, list[Sample]]:
     return groups
 
 
+def draw_probabilities(sample_ids: list[str], weights: dict[str, float]) -> np.ndarray | None:
+    """Probability float64 [len(sample_ids)] of drawing each training image for a patch: proportional to the weight
+    of its dataset (the id prefix before '/'; datasets not in ``weights`` weigh 1). None when ``weights`` is empty
+    (uniform over images, drawn with ``rng.integers``). A name in ``weights`` that matches no dataset, or a weight
+    <= 0, is a ValueError."""
+    if not weights:
+        return None
+    names = [i.split("/")[0] for i in sample_ids]
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"dataset weight for {', '.join(unknown)}: no such training dataset "
+                         f"(have {', '.join(sorted(set(names)))})")
+    if any(not w > 0.0 for w in weights.values()):
+        raise ValueError(f"dataset weights must be > 0, not {weights}")
+    p = np.array([weights.get(n, 1.0) for n in names], dtype=np.float64)
+    return p / p.sum()
+
+
 def load_label(sample: Sample, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Binary ground truth bool [H, W] of a sample (vessels: first observer; haemorrhages: the lesion mask).
     A sample without a label file is all background: ``shape`` (H, W) is then required."""

@@ -21,7 +21,7 @@ from retinacli.train.calibrate import ScaleCandidate, calibrate_threshold
 from retinacli.train.checkpoint import (load_checkpoint, make_checkpoint, make_checkpoint_state, model_from_checkpoint,
                                         promote_checkpoint, save_checkpoint)
 from retinacli.train.config import TrainConfig
-from retinacli.train.datasets import read_spec
+from retinacli.train.datasets import draw_probabilities, read_spec
 from retinacli.train.losses import attention_mse_loss, av_bce_loss, bce_dice_loss
 from retinacli.train.prepare_data import CanvasSample, load_canvas_samples, split_train_val
 
@@ -110,10 +110,12 @@ def _lr_at(step: int, cfg: TrainConfig, total: int) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator, positives=None):
+def _batch(samples, extras, cfg: TrainConfig, rng: np.random.Generator, positives=None, draw_p=None):
+    """One training batch; ``draw_p`` (see datasets.draw_probabilities): each patch's image is drawn with these
+    probabilities, or uniformly when None."""
     imgs, labs, fovs, errs = [], [], [], []
     for _ in range(cfg.batch_size):
-        i = int(rng.integers(len(samples)))
+        i = int(rng.integers(len(samples))) if draw_p is None else int(rng.choice(len(samples), p=draw_p))
         s = samples[i]
         out = sample_patch(s.image, s.label, s.fov, cfg.patch_px, rng, cfg.augment,
                            extra=None if extras is None else extras[i], positive_fraction=cfg.positive_fraction,
@@ -156,6 +158,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
     (run / "split.json").write_text(json.dumps({"train": [s.sample_id for s in train_s],
                                                 "val": [s.sample_id for s in val_s]}, indent=2))
     task = MODEL_TASKS[cfg.model]
+    draw_p = draw_probabilities([s.sample_id for s in train_s], cfg.dataset_weights)  # checked before loading
     train_c = load_canvas_samples(train_s, spec, "loading train", with_av=task == "av")
     val_c = load_canvas_samples(val_s, spec, "loading val", with_av=task == "av") if val_s else []
 
@@ -221,7 +224,7 @@ def train_vessels(cfg: TrainConfig, progress: bool = True) -> Path:
             lr = _lr_at(step, cfg, total)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, lab, fov, err = _batch(train_c, error_maps, cfg, rng, positives)
+            x, lab, fov, err = _batch(train_c, error_maps, cfg, rng, positives, draw_p)
             out = training_forward(model, standardise_in_fov(x), cfg)
             loss = bce_dice_loss(out["logits"], lab, fov, cfg.dice_weight)
             if task == "av":
