@@ -24,19 +24,17 @@ def test_weights_scale_each_dataset_and_unnamed_ones_weigh_one():
     np.testing.assert_allclose(draw_probabilities(IDS, {"drive": 2, "chase": 2, "hrf": 2}), np.full(6, 1 / 6))
 
 
-def test_unknown_dataset_and_non_positive_weight_are_refused():
+def test_unknown_dataset_is_refused():
     with pytest.raises(ValueError, match="dataset weight for rite: no such training dataset"):
         draw_probabilities(IDS, {"rite": 2.0})
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="must be > 0"):
-            draw_probabilities(IDS, {"drive": bad})
 
 
 def test_config_refuses_non_positive_weights(tmp_path):
     from retinacli.train.config import TrainConfig
 
-    with pytest.raises(ValueError, match="dataset weights must be > 0"):
-        TrainConfig(data=[], run_dir=tmp_path, dataset_weights={"drive": 0.0})
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="dataset weights must be > 0"):
+            TrainConfig(data=[], run_dir=tmp_path, dataset_weights={"drive": bad})
     assert TrainConfig(data=[], run_dir=tmp_path, dataset_weights={"drive": 2.0}).to_json()["dataset_weights"] == {
         "drive": 2.0}
 
@@ -113,3 +111,15 @@ def test_training_batches_draw_images_by_the_probabilities(tmp_path):
         assert [bool(v > 0) for v in lab.float().sum(dim=(1, 2, 3))] == [from_first] * 16
     _, lab, _, _ = _batch(samples, None, cfg, np.random.default_rng(1))  # uniform: both images appear
     assert 0 < int((lab.float().sum(dim=(1, 2, 3)) > 0).sum()) < 16
+
+
+def test_a_folder_dataset_name_keeps_its_case(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import make_folder_dataset
+    from retinacli.cli.main import app
+
+    data = make_folder_dataset(tmp_path / "Clinic_A", n=1)
+    res = CliRunner().invoke(app, _args(data, tmp_path / "R", "--dataset-weight", "Clinic_A=2"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "R" / "config.json").read_text())["dataset_weights"] == {"Clinic_A": 2.0}

@@ -41,7 +41,7 @@ def _dataset_weights(specs: List[str]) -> dict[str, float]:
         if not sep or not name.strip() or weight is None:
             typer.secho(f"error: --dataset-weight {spec!r}: expected NAME=W, e.g. drive=2", fg="red", err=True)
             raise typer.Exit(2)
-        weights[name.strip().lower()] = weight
+        weights[name.strip()] = weight  # as the sample ids spell it (a folder's name keeps its case)
     return weights
 
 

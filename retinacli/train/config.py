@@ -44,7 +44,7 @@ class TrainConfig:
     av_weight: float = 1.0  # weight of the artery-vs-vein loss (model av_seqnet)
     # sampling weight of each dataset (its name = the sample-id prefix: drive, chase, hrf, rite, idrid, or a
     # folder's name): a training patch comes from an image drawn with probability proportional to its dataset's
-    # weight (unnamed datasets weigh 1). Empty: every training image equally likely, as before session 15.
+    # weight (unnamed datasets weigh 1). Empty (the default): every training image equally likely.
     dataset_weights: dict[str, float] = field(default_factory=dict)
     val_every: int = 10  # every n-th image of each dataset goes to validation (0: no validation split)
     positive_fraction: float = 0.0  # share of patches centred on a label pixel (sparse targets, e.g. haemorrhages)

@@ -186,28 +186,31 @@ def read_spec(spec: str) -> list[Sample]:
     return samples
 
 
+def dataset_of(sample_id: str) -> str:
+    """The dataset a sample id belongs to: its prefix before '/' (drive, chase, hrf, rite, idrid, a folder's name)."""
+    return sample_id.split("/")[0]
+
+
 def group_by_dataset(samples: list[Sample]) -> dict[str, list[Sample]]:
-    """Samples grouped by dataset (the id prefix before '/'), in first-seen order."""
+    """Samples grouped by dataset (see dataset_of), in first-seen order."""
     groups: dict[str, list[Sample]] = {}
     for s in samples:
-        groups.setdefault(s.sample_id.split("/")[0], []).append(s)
+        groups.setdefault(dataset_of(s.sample_id), []).append(s)
     return groups
 
 
 def draw_probabilities(sample_ids: list[str], weights: dict[str, float]) -> np.ndarray | None:
     """Probability float64 [len(sample_ids)] of drawing each training image for a patch: proportional to the weight
-    of its dataset (the id prefix before '/'; datasets not in ``weights`` weigh 1). None when ``weights`` is empty
-    (uniform over images, drawn with ``rng.integers``). A name in ``weights`` that matches no dataset, or a weight
-    <= 0, is a ValueError."""
+    of its dataset (see dataset_of; datasets not in ``weights`` weigh 1). None when ``weights`` is empty (uniform
+    over images, drawn with ``rng.integers``). A name in ``weights`` that matches no dataset is a ValueError; the
+    weights themselves (> 0) are checked by TrainConfig."""
     if not weights:
         return None
-    names = [i.split("/")[0] for i in sample_ids]
+    names = [dataset_of(i) for i in sample_ids]
     unknown = sorted(set(weights) - set(names))
     if unknown:
         raise ValueError(f"dataset weight for {', '.join(unknown)}: no such training dataset "
                          f"(have {', '.join(sorted(set(names)))})")
-    if any(not w > 0.0 for w in weights.values()):
-        raise ValueError(f"dataset weights must be > 0, not {weights}")
     p = np.array([weights.get(n, 1.0) for n in names], dtype=np.float64)
     return p / p.sum()
 
